@@ -1,0 +1,107 @@
+package rules
+
+import (
+	"unicode"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// source is one rule file's bytes, kept so positions inside a scalar (an
+// expression's error, a template segment) can be mapped back to the file.
+type source struct {
+	path  string // as printed in positions
+	rel   string // relative to the rule directory, slash-separated
+	data  []byte
+	lines []int // byte offset of each line's start
+}
+
+func newSource(path, rel string, data []byte) *source {
+	s := &source{path: path, rel: rel, data: data, lines: []int{0}}
+	for i, b := range data {
+		if b == '\n' {
+			s.lines = append(s.lines, i+1)
+		}
+	}
+	return s
+}
+
+func (s *source) pos(n *yaml.Node) Pos {
+	if n == nil {
+		return Pos{File: s.path}
+	}
+	return Pos{File: s.path, Line: n.Line, Col: n.Column}
+}
+
+// offset returns the byte offset of a 1-based line and character column.
+func (s *source) offset(line, col int) int {
+	if line < 1 || line > len(s.lines) {
+		return len(s.data)
+	}
+	off := s.lines[line-1]
+	for c := 1; c < col && off < len(s.data); c++ {
+		if s.data[off] == '\n' {
+			break
+		}
+		_, size := utf8.DecodeRune(s.data[off:])
+		off += size
+	}
+	return off
+}
+
+// posAt returns the position of a byte offset.
+func (s *source) posAt(off int) Pos {
+	line := 1
+	for line < len(s.lines) && s.lines[line] <= off {
+		line++
+	}
+	col := 1 + utf8.RuneCount(s.data[s.lines[line-1]:min(off, len(s.data))])
+	return Pos{File: s.path, Line: line, Col: col}
+}
+
+// within maps a rune offset inside a scalar's value to a file position.
+//
+// YAML may fold, quote, escape and indent a scalar, so the value's offsets
+// do not map to the file's by arithmetic. What survives every style is the
+// sequence of non-blank characters, so the n-th non-blank character of the
+// value is found as the n-th non-blank character after the scalar starts.
+// Escapes in quoted scalars can shift this by a character or two, which
+// still lands the reader on the right token.
+func (s *source) within(n *yaml.Node, runeOff int) Pos {
+	if n == nil || n.Line == 0 {
+		return s.pos(n)
+	}
+	// Count non-blank runes of the value before runeOff.
+	want, i := 0, 0
+	for _, r := range n.Value {
+		if i >= runeOff {
+			break
+		}
+		if !unicode.IsSpace(r) {
+			want++
+		}
+		i++
+	}
+	off := s.offset(n.Line, n.Column)
+	switch n.Style {
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		off++
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		for off < len(s.data) && s.data[off] != '\n' {
+			off++
+		}
+	}
+	// Skip to the want-th non-blank rune, then past any blanks to the next.
+	seen := 0
+	for off < len(s.data) {
+		r, size := utf8.DecodeRune(s.data[off:])
+		if !unicode.IsSpace(r) {
+			if seen == want {
+				break
+			}
+			seen++
+		}
+		off += size
+	}
+	return s.posAt(off)
+}
