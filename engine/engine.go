@@ -1,0 +1,622 @@
+// Package engine evaluates events against a compiled rule set: it applies
+// each event's own effects, runs the candidate rules in order with state
+// flowing forward, fires their actions, assigns conversations among
+// agents, and returns one decision per event. It never reads the wall
+// clock: the event's time is the only clock, which is what lets replay,
+// tests, explain and serve agree.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/triage-dev/triage/actions"
+	"github.com/triage-dev/triage/rules"
+	"github.com/triage-dev/triage/schemas"
+)
+
+// Window is how long after a customer's message the business may send
+// free-form messages (WhatsApp's customer service window).
+const Window = 24 * time.Hour
+
+// RuleTrace is what a tracer learns about one candidate rule.
+type RuleTrace struct {
+	Rule    *rules.Rule
+	Env     *rules.Env // the environment as the rule saw it; valid during the call
+	Matched bool
+	Err     error
+}
+
+// Engine evaluates events one at a time against its state. It is not safe
+// for concurrent use: the daemon serialises events per conversation in
+// front of it.
+type Engine struct {
+	mem    *Memory
+	env    *rules.Env
+	envSet *rules.Set
+
+	// Trace, when set, is called for every candidate rule after its when is
+	// evaluated and before its actions fire. explain uses it.
+	Trace func(RuleTrace)
+	// Skipped, when set, is called for candidate rules not evaluated
+	// because an earlier rule stopped the event.
+	Skipped func(r *rules.Rule, stoppedBy *rules.Rule)
+}
+
+// New returns an engine with empty in-memory state.
+func New() *Engine { return &Engine{mem: NewMemory()} }
+
+// ErrInvalidEvent wraps every reason an event is refused before evaluation.
+var ErrInvalidEvent = errors.New("invalid event")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidEvent, fmt.Sprintf(format, args...))
+}
+
+// Validate checks the fields every event needs.
+func Validate(ev *schemas.Event) error {
+	switch {
+	case ev.ID == "":
+		return invalid("id is required")
+	case ev.Type == "":
+		return invalid("type is required")
+	case !schemas.IsEventType(ev.Type):
+		return invalid("unknown type %q", ev.Type)
+	case ev.At.IsZero():
+		return invalid("at is required (an RFC 3339 time)")
+	}
+	switch ev.Type {
+	case schemas.AgentStatus:
+		if ev.Agent == "" {
+			return invalid("agent.status needs agent")
+		}
+		switch ev.Status {
+		case schemas.AgentOnline, schemas.AgentAway, schemas.AgentOffline:
+		default:
+			return invalid("agent.status needs status online, away or offline, not %q", ev.Status)
+		}
+	case schemas.ContactOptedOut, schemas.ContactOptedIn:
+		if ev.Conversation == "" && (ev.Contact == nil || ev.Contact.ID == "") {
+			return invalid("%s needs conversation or contact.id", ev.Type)
+		}
+	default:
+		if ev.Conversation == "" {
+			return invalid("%s needs conversation", ev.Type)
+		}
+	}
+	if ev.Type == schemas.ConversationAssigned && ev.Agent == "" {
+		return invalid("conversation.assigned needs agent, the new assignee")
+	}
+	if ev.Type == schemas.BotAnswered && (ev.Confidence < 0 || ev.Confidence > 1) {
+		return invalid("confidence must be between 0 and 1, not %v", ev.Confidence)
+	}
+	return nil
+}
+
+// pass is one event's evaluation: the state it changes and the decision
+// it builds. It implements actions.Context for the actions it fires.
+type pass struct {
+	e       *Engine
+	set     *rules.Set
+	ev      *schemas.Event
+	conv    *Conv
+	contact *schemas.Contact
+	d       *schemas.Decision
+	rule    *rules.Rule
+	action  int
+}
+
+// Process evaluates one event and returns its decision. An event that is
+// malformed is refused with an error wrapping ErrInvalidEvent and changes
+// nothing.
+func (e *Engine) Process(set *rules.Set, ev *schemas.Event) (schemas.Decision, error) {
+	if err := Validate(ev); err != nil {
+		return schemas.Decision{}, err
+	}
+	d := schemas.Decision{Event: *ev}
+	if e.mem.seen[ev.ID] {
+		d.Duplicate = true
+		return d, nil
+	}
+	e.mem.seen[ev.ID] = true
+	d.RuleSet = set.Version()
+	d.Matched, d.Actions, d.Errors = []string{}, []schemas.ActionRecord{}, []schemas.RuleError{}
+
+	p := &pass{e: e, set: set, ev: ev, d: &d}
+	p.load()
+	p.before()
+
+	if e.envSet != set {
+		e.env, e.envSet = set.NewEnv(), set
+	}
+	env := e.env
+	convState, contact := p.views()
+	env.Bind(ev, convState, contact, &p.convOrEmpty().assigneeView, p.eta())
+
+	candidates := set.Candidates(ev.Type)
+	for i, r := range candidates {
+		ok, err := r.Match(env)
+		if e.Trace != nil {
+			e.Trace(RuleTrace{Rule: r, Env: env, Matched: ok, Err: err})
+		}
+		if err != nil {
+			d.Errors = append(d.Errors, schemas.RuleError{Rule: r.Name, Error: err.Error()})
+			continue
+		}
+		if !ok {
+			continue
+		}
+		d.Matched = append(d.Matched, r.Name)
+		p.rule = r
+		for ai, a := range r.Actions {
+			p.action = ai
+			d.Actions = append(d.Actions, p.fire(a, env))
+			env.SetETA(p.eta())
+		}
+		if r.Stop {
+			if e.Skipped != nil {
+				for _, rest := range candidates[i+1:] {
+					e.Skipped(rest, r)
+				}
+			}
+			break
+		}
+	}
+
+	p.after()
+	if p.conv != nil {
+		c := p.conv.Conversation
+		c.Tags = append([]string{}, c.Tags...)
+		d.Conversation = &c
+	}
+	return d, nil
+}
+
+func (p *pass) fire(a *rules.Action, env *rules.Env) schemas.ActionRecord {
+	rec := schemas.ActionRecord{Rule: p.rule.Name, Type: a.Type}
+	params, err := a.Render(env)
+	rec.Params = params
+	if err != nil {
+		rec.Outcome, rec.Error = schemas.OutcomeFailed, err.Error()
+		return rec
+	}
+	if p.conv == nil {
+		rec.Outcome, rec.Reason = schemas.OutcomeSkipped, "no_conversation"
+		return rec
+	}
+	res := a.Impl.Apply(p, params)
+	rec.Outcome, rec.Reason, rec.Error, rec.Result = res.Outcome, res.Reason, res.Error, res.Result
+	return rec
+}
+
+// load finds or creates the conversation and contact the event is about.
+func (p *pass) load() {
+	m := p.e.mem
+	ev := p.ev
+	if ev.Conversation != "" {
+		p.conv = m.convs[ev.Conversation]
+		if p.conv == nil {
+			p.conv = newConv(ev.Conversation, ev.At)
+			m.convs[ev.Conversation] = p.conv
+		}
+	}
+	contactID := ""
+	switch {
+	case ev.Contact != nil && ev.Contact.ID != "":
+		contactID = ev.Contact.ID
+	case p.conv != nil && p.conv.Contact != "":
+		contactID = p.conv.Contact
+	case p.conv != nil:
+		contactID = p.conv.ID
+	}
+	if contactID != "" {
+		p.contact = m.contact(contactID)
+		if p.conv != nil {
+			p.conv.Contact = contactID
+			p.refreshAssignee()
+		}
+		if c := ev.Contact; c != nil {
+			if c.Name != "" {
+				p.contact.Name = c.Name
+			}
+			if c.Language != "" {
+				p.contact.Language = c.Language
+			}
+			if c.Phone != "" {
+				p.contact.Phone = c.Phone
+			}
+		}
+	}
+}
+
+var emptyConv = &Conv{Conversation: schemas.Conversation{Tags: []string{}}}
+
+func (p *pass) convOrEmpty() *Conv {
+	if p.conv == nil {
+		return emptyConv
+	}
+	return p.conv
+}
+
+func (p *pass) views() (*schemas.Conversation, *schemas.Contact) {
+	contact := p.contact
+	if contact == nil {
+		contact = &schemas.Contact{}
+	}
+	if p.conv == nil {
+		c := *emptyConv
+		return &c.Conversation, contact
+	}
+	return &p.conv.Conversation, contact
+}
+
+// before applies the event's own effects, which rules then see.
+func (p *pass) before() {
+	ev, c, m := p.ev, p.conv, p.e.mem
+	switch ev.Type {
+	case schemas.MessageReceived:
+		if c.Status == schemas.StatusResolved {
+			// A new stretch: the bot tries first again and rules decide
+			// anew whom to bring in.
+			c.Status, c.Handler, c.BotTurns = schemas.StatusOpen, schemas.HandlerBot, 0
+			c.Escalated, c.EscalationReason = false, ""
+			c.OpenedAt = ev.At
+			p.setAssignee("")
+		} else if c.Status == schemas.StatusPending {
+			p.setStatus(schemas.StatusOpen)
+		}
+		c.Messages++
+		c.LastCustomerMessageAt = ev.At
+	case schemas.AgentReplied:
+		if c.FirstResponseAt.IsZero() {
+			c.FirstResponseAt = ev.At
+		}
+		c.LastAgentMessageAt = ev.At
+		c.Handler = schemas.HandlerHuman
+		if c.Assignee == "" && ev.Agent != "" {
+			p.setAssignee(ev.Agent)
+			if a := p.set.Agent(ev.Agent); a != nil && c.Team == "" {
+				c.Team = a.Team
+			}
+		}
+	case schemas.AgentStatus:
+		if p.set.Agent(ev.Agent) == nil {
+			p.d.Errors = append(p.d.Errors, schemas.RuleError{Error: fmt.Sprintf("agent.status: agent %q is not a member of any team", ev.Agent)})
+		}
+		m.agent(ev.Agent).Status = ev.Status
+	case schemas.ConversationAssigned:
+		p.setAssignee(ev.Agent)
+		if a := p.set.Agent(ev.Agent); a != nil {
+			c.Team = a.Team
+		}
+	case schemas.ConversationResolved:
+		p.setStatus(schemas.StatusResolved)
+	case schemas.ContactOptedOut:
+		p.contact.OptedOut = true
+	case schemas.ContactOptedIn:
+		p.contact.OptedOut = false
+	}
+	p.window()
+}
+
+// after counts the bot's turn, drains team queues and refreshes derived
+// fields.
+func (p *pass) after() {
+	if c := p.conv; c != nil && p.ev.Type == schemas.BotAnswered && c.Handler == schemas.HandlerBot {
+		c.BotTurns++
+	}
+	p.drain()
+	p.window()
+}
+
+func (p *pass) window() {
+	if c := p.conv; c != nil {
+		c.WindowOpen = !c.LastCustomerMessageAt.IsZero() && p.ev.At.Sub(c.LastCustomerMessageAt) < Window
+	}
+}
+
+func (p *pass) eta() int { return p.set.DefaultETA() }
+
+// setAssignee changes the assignee, keeping agents' open counts true.
+func (p *pass) setAssignee(agent string) {
+	c, m := p.conv, p.e.mem
+	if c.Assignee == agent {
+		return
+	}
+	open := c.Status != schemas.StatusResolved
+	if c.Assignee != "" && open {
+		m.agent(c.Assignee).Open--
+	}
+	c.Assignee = agent
+	if agent != "" {
+		if open {
+			m.agent(agent).Open++
+		}
+		p.dequeue()
+	}
+	p.refreshAssignee()
+}
+
+func (p *pass) refreshAssignee() {
+	c := p.conv
+	c.assigneeView = schemas.Assignee{}
+	if c.Assignee == "" {
+		return
+	}
+	c.assigneeView.ID = c.Assignee
+	if a := p.set.Agent(c.Assignee); a != nil {
+		c.assigneeView.Name, c.assigneeView.FirstName = a.Name, a.FirstName
+	} else {
+		c.assigneeView.Name, c.assigneeView.FirstName = c.Assignee, c.Assignee
+	}
+}
+
+func (p *pass) setStatus(status string) {
+	c, m := p.conv, p.e.mem
+	if c.Status == status {
+		return
+	}
+	wasOpen := c.Status != schemas.StatusResolved
+	isOpen := status != schemas.StatusResolved
+	if c.Assignee != "" && wasOpen != isOpen {
+		if isOpen {
+			m.agent(c.Assignee).Open++
+		} else {
+			m.agent(c.Assignee).Open--
+		}
+	}
+	c.Status = status
+	if status == schemas.StatusResolved {
+		c.BotTurns, c.Handler = 0, schemas.HandlerBot
+		c.Escalated, c.EscalationReason = false, ""
+		p.dequeue()
+	}
+}
+
+func (p *pass) dequeue() {
+	c := p.conv
+	if !c.queued {
+		return
+	}
+	for _, ts := range p.e.mem.teams {
+		for i, q := range ts.queue {
+			if q.conv == c.ID {
+				ts.queue = append(ts.queue[:i], ts.queue[i+1:]...)
+				break
+			}
+		}
+	}
+	c.queued = false
+}
+
+func (p *pass) enqueue(team string, req actions.AssignRequest) {
+	c := p.conv
+	if team == "" {
+		return
+	}
+	ts := p.e.mem.team(team)
+	for i := range ts.queue {
+		if ts.queue[i].conv == c.ID {
+			ts.queue[i].req = req
+			return
+		}
+	}
+	ts.queue = append(ts.queue, queueEntry{conv: c.ID, since: p.ev.At, req: req})
+	c.queued = true
+}
+
+// eligible reports whether agent a may take a conversation under req.
+func (p *pass) eligible(a *rules.Agent, req actions.AssignRequest) bool {
+	st := p.e.mem.agent(a.ID)
+	return st.Status == schemas.AgentOnline &&
+		(a.Capacity == 0 || st.Open < a.Capacity) &&
+		a.HasSkills(req.Skills) && a.Speaks(req.Language) &&
+		(req.Agent == "" || req.Agent == a.ID)
+}
+
+// pick chooses among a team's eligible members by the strategy, or nil.
+func (p *pass) pick(team *rules.Team, req actions.AssignRequest) *rules.Agent {
+	n := len(team.Members)
+	if n == 0 {
+		return nil
+	}
+	start := 0
+	if last := p.e.mem.team(team.Name).lastGiven; last != "" {
+		for i, a := range team.Members {
+			if a.ID == last {
+				start = i + 1
+				break
+			}
+		}
+	}
+	strategy := req.Strategy
+	if strategy == "" {
+		strategy = team.Strategy
+	}
+	var best *rules.Agent
+	for k := 0; k < n; k++ {
+		a := team.Members[(start+k)%n]
+		if !p.eligible(a, req) {
+			continue
+		}
+		if strategy != "least_busy" {
+			return a
+		}
+		if best == nil || p.e.mem.agent(a.ID).Open < p.e.mem.agent(best.ID).Open {
+			best = a
+		}
+	}
+	return best
+}
+
+// The methods below implement actions.Context.
+
+func (p *pass) Conversation() *schemas.Conversation { return &p.conv.Conversation }
+
+func (p *pass) Contact() *schemas.Contact { return p.contact }
+
+func (p *pass) Escalate(reason string, _ int) {
+	c := p.conv
+	c.Handler, c.Escalated, c.EscalationReason = schemas.HandlerHuman, true, reason
+}
+
+func (p *pass) Assign(req actions.AssignRequest) (string, error) {
+	c := p.conv
+	teamName := req.Team
+	if req.Agent != "" {
+		a := p.set.Agent(req.Agent)
+		if a == nil {
+			return "", fmt.Errorf("unknown agent %q", req.Agent)
+		}
+		teamName = a.Team
+	}
+	team := p.set.Team(teamName)
+	if team == nil {
+		return "", fmt.Errorf("unknown team %q", teamName)
+	}
+	c.Team = team.Name
+	// An assignee who still fits keeps the conversation: customers should
+	// not bounce between agents because a rule fired twice.
+	if cur := p.set.Agent(c.Assignee); cur != nil && cur.Team == team.Name &&
+		p.e.mem.agent(cur.ID).Status != schemas.AgentOffline &&
+		cur.HasSkills(req.Skills) && cur.Speaks(req.Language) &&
+		(req.Agent == "" || req.Agent == cur.ID) {
+		return cur.ID, nil
+	}
+	if a := p.pick(team, req); a != nil {
+		p.setAssignee(a.ID)
+		p.e.mem.team(team.Name).lastGiven = a.ID
+		return a.ID, nil
+	}
+	p.setAssignee("")
+	p.enqueue(team.Name, req)
+	return "", nil
+}
+
+func (p *pass) Unassign() {
+	c := p.conv
+	team := c.Team
+	if team == "" {
+		if a := p.set.Agent(c.Assignee); a != nil {
+			team = a.Team
+		}
+	}
+	p.setAssignee("")
+	c.Team = team
+	p.enqueue(team, actions.AssignRequest{Team: team})
+}
+
+func (p *pass) SetStatus(status string) { p.setStatus(status) }
+
+func (p *pass) Note(text string) {
+	p.conv.Notes = append(p.conv.Notes, Note{At: p.ev.At, Text: text, Author: "rule:" + p.rule.Name})
+}
+
+func (p *pass) Send(kind string, params map[string]any) {
+	p.d.Outbound = append(p.d.Outbound, schemas.Outbound{
+		Key:          p.ev.ID + "/" + p.rule.Name + "/" + strconv.Itoa(p.action),
+		Kind:         kind,
+		Conversation: p.conv.ID,
+		Contact:      p.conv.Contact,
+		Params:       params,
+	})
+}
+
+// drain assigns waiting conversations, oldest first, to agents who became
+// eligible: capacity freed, an agent came online, a conversation left.
+func (p *pass) drain() {
+	m := p.e.mem
+	for _, team := range p.set.Teams() {
+		ts := m.teams[team.Name]
+		if ts == nil || len(ts.queue) == 0 {
+			continue
+		}
+		for i := 0; i < len(ts.queue); {
+			q := ts.queue[i]
+			c := m.convs[q.conv]
+			if c == nil || c.Status == schemas.StatusResolved || c.Assignee != "" {
+				ts.queue = append(ts.queue[:i], ts.queue[i+1:]...)
+				if c != nil {
+					c.queued = false
+				}
+				continue
+			}
+			a := p.pick(team, q.req)
+			if a == nil {
+				i++
+				continue
+			}
+			ts.queue = append(ts.queue[:i], ts.queue[i+1:]...)
+			c.queued = false
+			other := &pass{e: p.e, set: p.set, ev: p.ev, conv: c, d: p.d}
+			other.setAssignee(a.ID)
+			ts.lastGiven = a.ID
+			p.d.Assignments = append(p.d.Assignments, schemas.Assignment{Conversation: c.ID, Agent: a.ID, Team: team.Name})
+		}
+	}
+}
+
+var _ actions.Context = (*pass)(nil)
+
+// Conversation returns a copy of a conversation's record.
+func (e *Engine) Conversation(id string) (Conv, bool) {
+	c := e.mem.convs[id]
+	if c == nil {
+		return Conv{}, false
+	}
+	out := *c
+	out.Tags = append([]string{}, c.Tags...)
+	out.Notes = append([]Note{}, c.Notes...)
+	return out, true
+}
+
+// Contact returns a copy of a contact's record.
+func (e *Engine) Contact(id string) (schemas.Contact, bool) {
+	c := e.mem.contacts[id]
+	if c == nil {
+		return schemas.Contact{}, false
+	}
+	return *c, true
+}
+
+// Agent returns an agent's run-time state; agents are online until an
+// agent.status event says otherwise.
+func (e *Engine) Agent(id string) AgentState { return *e.mem.agent(id) }
+
+// Seed puts a conversation (and its contact) into the state as if earlier
+// events had led there, for explain and rule tests. Its assignee counts
+// against the agent's capacity like any assignment.
+func (e *Engine) Seed(set *rules.Set, conv schemas.Conversation, contact *schemas.Contact) {
+	c := newConv(conv.ID, conv.OpenedAt)
+	assignee := conv.Assignee
+	conv.Assignee = ""
+	if conv.Tags == nil {
+		conv.Tags = []string{}
+	}
+	if conv.Status == "" {
+		conv.Status = schemas.StatusOpen
+	}
+	if conv.Handler == "" {
+		conv.Handler = schemas.HandlerBot
+	}
+	if conv.Priority == "" {
+		conv.Priority = schemas.PriorityNormal
+	}
+	c.Conversation = conv
+	if contact != nil {
+		cc := *contact
+		if cc.ID == "" {
+			cc.ID = conv.ID
+		}
+		e.mem.contacts[cc.ID] = &cc
+		c.Contact = cc.ID
+	}
+	e.mem.convs[conv.ID] = c
+	p := &pass{e: e, set: set, conv: c, ev: &schemas.Event{At: conv.OpenedAt}}
+	p.setAssignee(assignee)
+}
+
+// SetAgentStatus sets an agent's status outside any event, for seeding.
+func (e *Engine) SetAgentStatus(id, status string) { e.mem.agent(id).Status = status }
