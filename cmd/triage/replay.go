@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/triage-dev/triage/engine"
+	"github.com/triage-dev/triage/rules"
+	"github.com/triage-dev/triage/schemas"
+)
+
+type replayCmd struct {
+	Rules  string `required:"" help:"Rule directory."`
+	Events string `required:"" help:"JSON Lines event file, or - for standard input."`
+}
+
+func (c *replayCmd) Run(io stdio, code *int) error {
+	set, err := loadRules(c.Rules, io)
+	if err != nil {
+		return err
+	}
+	in, err := openInput(c.Events, io)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	bad, err := replay(set, in, c.Events, io.out, io.err)
+	if err != nil {
+		return err
+	}
+	if bad > 0 {
+		fmt.Fprintf(io.err, "%s: %d event(s) refused\n", c.Events, bad)
+		*code = exitProblem
+	}
+	return nil
+}
+
+// loadRules loads a rule directory for a command that needs it whole,
+// printing every problem when it does not load.
+func loadRules(dir string, io stdio) (*rules.Set, error) {
+	set, err := rules.Load(dir, rules.Options{})
+	if err != nil {
+		if es, ok := rules.AsErrors(err); ok {
+			for _, e := range es {
+				fmt.Fprintln(io.err, e.Error())
+			}
+			return nil, fmt.Errorf("rules in %s do not load", dir)
+		}
+		return nil, usageError{err}
+	}
+	return set, nil
+}
+
+// replay evaluates every event of r and writes decisions to w. A line that
+// is not a valid event is reported on errw with its line number and
+// skipped, so one bad line does not hide the rest of a day's stream.
+func replay(set *rules.Set, r io.Reader, name string, w, errw io.Writer) (bad int, err error) {
+	eng := engine.New()
+	br := bufio.NewReaderSize(r, 1<<16)
+	bw := bufio.NewWriterSize(w, 1<<16)
+	defer bw.Flush()
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	for lineNo := 1; ; lineNo++ {
+		line, rerr := br.ReadBytes('\n')
+		if len(trimSpace(line)) > 0 {
+			var ev schemas.Event
+			if err := json.Unmarshal(line, &ev); err != nil {
+				fmt.Fprintf(errw, "%s:%d: invalid JSON: %v\n", name, lineNo, err)
+				bad++
+			} else if d, err := eng.Process(set, &ev); err != nil {
+				fmt.Fprintf(errw, "%s:%d: %v\n", name, lineNo, err)
+				bad++
+			} else if err := enc.Encode(d); err != nil {
+				return bad, fmt.Errorf("write decision: %w", err)
+			}
+		}
+		if rerr == io.EOF {
+			return bad, nil
+		}
+		if rerr != nil {
+			return bad, fmt.Errorf("read %s: %w", name, rerr)
+		}
+	}
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r' || b[len(b)-1] == '\n') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

@@ -1,0 +1,240 @@
+package ruletest
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/triage-dev/triage/engine"
+	"github.com/triage-dev/triage/rules"
+	"github.com/triage-dev/triage/schemas"
+)
+
+// Failure is one unmet expectation.
+type Failure struct {
+	Pos  rules.Pos
+	Msg  string
+	Want string
+	Got  string
+}
+
+func (f Failure) String() string {
+	if f.Want == "" && f.Got == "" {
+		return fmt.Sprintf("%s: %s", f.Pos, f.Msg)
+	}
+	return fmt.Sprintf("%s: %s\n        want: %s\n         got: %s", f.Pos, f.Msg, f.Want, f.Got)
+}
+
+// Result is the outcome of one test.
+type Result struct {
+	Case     *Case
+	Failures []Failure
+}
+
+// Passed reports whether every expectation held.
+func (r Result) Passed() bool { return len(r.Failures) == 0 }
+
+// Run runs every test of the suite against set, each on fresh state.
+func (s *Suite) Run(set *rules.Set) []Result {
+	out := make([]Result, 0, len(s.Tests))
+	for _, c := range s.Tests {
+		out = append(out, c.Run(set))
+	}
+	return out
+}
+
+// Run runs one test on fresh state.
+func (c *Case) Run(set *rules.Set) Result {
+	res := Result{Case: c}
+	eng := engine.New()
+	for id, st := range c.Agents {
+		if set.Agent(id) == nil {
+			res.Failures = append(res.Failures, Failure{Pos: c.Pos, Msg: fmt.Sprintf("agents: %q is not a member of any team", id)})
+		}
+		eng.SetAgentStatus(id, st)
+	}
+	clock := c.Start
+	if c.State != nil {
+		var conv schemas.Conversation
+		b, _ := json.Marshal(c.State)
+		if err := json.Unmarshal(b, &conv); err != nil {
+			res.Failures = append(res.Failures, Failure{Pos: c.Pos, Msg: fmt.Sprintf("state: %v", err)})
+			return res
+		}
+		if conv.ID == "" {
+			conv.ID = "c1"
+			if len(c.Events) > 0 {
+				conv.ID = c.Events[0].Event.Conversation
+			}
+		}
+		if conv.OpenedAt.IsZero() {
+			conv.OpenedAt = clock
+		}
+		var contact *schemas.Contact
+		if len(c.Events) > 0 && c.Events[0].Event.Contact != nil {
+			contact = c.Events[0].Event.Contact
+		}
+		eng.Seed(set, conv, contact)
+	}
+	for i, st := range c.Events {
+		ev := st.Event
+		if st.HasAt {
+			clock = ev.At
+		} else {
+			if i > 0 {
+				step := st.After
+				if step == 0 {
+					step = DefaultStep
+				}
+				clock = clock.Add(step)
+			} else {
+				clock = clock.Add(st.After)
+			}
+			ev.At = clock
+		}
+		d, err := eng.Process(set, &ev)
+		if err != nil {
+			res.Failures = append(res.Failures, Failure{Pos: st.Pos, Msg: fmt.Sprintf("event %d: %v", i+1, err)})
+			continue
+		}
+		res.Failures = append(res.Failures, check(st, i, d, eng)...)
+	}
+	return res
+}
+
+func check(st *Step, i int, d schemas.Decision, eng *engine.Engine) []Failure {
+	var fails []Failure
+	prefix := fmt.Sprintf("event %d (%s)", i+1, d.Event.Type)
+	fail := func(e Expectation, msg string, want, got any) {
+		fails = append(fails, Failure{Pos: e.Pos, Msg: prefix + ": " + msg, Want: show(want), Got: show(got)})
+	}
+	checkedErrors := false
+	for _, e := range st.Expect {
+		switch e.Key {
+		case "matched":
+			if ok, _ := match(e.Want, jsonShape(d.Matched)); !ok {
+				fail(e, "matched rules differ", e.Want, d.Matched)
+			}
+		case "not_matched":
+			for _, n := range e.Want.([]any) {
+				if contains(d.Matched, n.(string)) {
+					fail(e, fmt.Sprintf("rule %q matched", n), "not "+n.(string), d.Matched)
+				}
+			}
+		case "errors":
+			checkedErrors = true
+			var got []string
+			for _, re := range d.Errors {
+				got = append(got, re.Rule)
+			}
+			if ok, _ := match(e.Want, jsonShape(got)); !ok && !(len(e.Want.([]any)) == 0 && len(got) == 0) {
+				fail(e, "rules with run-time errors differ", e.Want, d.Errors)
+			}
+		case "actions", "actions_include":
+			fails = append(fails, checkActions(e, prefix, d.Actions)...)
+		case "conversation":
+			got := jsonShape(d.Conversation)
+			for k, w := range e.Want.(map[string]any) {
+				var gv any
+				if m, ok := got.(map[string]any); ok {
+					gv = m[k]
+				}
+				ok, err := match(w, gv)
+				if err != nil {
+					fail(e, err.Error(), w, gv)
+				} else if !ok {
+					fail(e, "conversation."+k+" differs", w, gv)
+				}
+			}
+		case "contact":
+			var contact schemas.Contact
+			if d.Conversation != nil {
+				contact, _ = eng.Contact(d.Conversation.Contact)
+			}
+			got := jsonShape(contact)
+			m, _ := got.(map[string]any)
+			for k, w := range e.Want.(map[string]any) {
+				gv := m[k]
+				if w == false && gv == nil {
+					continue // omitempty
+				}
+				if ok, _ := match(w, gv); !ok {
+					fail(e, "contact."+k+" differs", w, gv)
+				}
+			}
+		case "duplicate":
+			if d.Duplicate != e.Want.(bool) {
+				fail(e, "duplicate differs", e.Want, d.Duplicate)
+			}
+		case "assignments":
+			if ok, _ := match(e.Want, jsonShape(d.Assignments)); !ok {
+				fail(e, "queue assignments differ", e.Want, d.Assignments)
+			}
+		}
+	}
+	// A run-time error nobody expected is a failing rule, not a detail.
+	if !checkedErrors && len(d.Errors) > 0 {
+		fails = append(fails, Failure{Pos: st.Pos, Msg: prefix + ": unexpected run-time errors (list the rules under expect: errors: if they are intended)", Want: "[]", Got: show(d.Errors)})
+	}
+	return fails
+}
+
+func checkActions(e Expectation, prefix string, got []schemas.ActionRecord) []Failure {
+	want := e.Want.([]any)
+	describe := func(recs []schemas.ActionRecord) []string {
+		out := make([]string, len(recs))
+		for i, r := range recs {
+			out[i] = r.Rule + "/" + r.Type
+		}
+		return out
+	}
+	matches := func(w any, r schemas.ActionRecord) (bool, string) {
+		typ, params, _ := splitAction(w)
+		if typ != r.Type {
+			return false, "type"
+		}
+		actual := jsonShape(r.Params).(map[string]any)
+		meta := map[string]any{"outcome": r.Outcome, "reason": r.Reason, "error": r.Error, "rule": r.Rule, "result": jsonShape(r.Result)}
+		for k, wv := range params {
+			var gv any
+			if strings.HasPrefix(k, "@") {
+				gv = meta[k[1:]]
+			} else {
+				gv = actual[k]
+			}
+			if ok, _ := match(wv, gv); !ok {
+				return false, strings.TrimPrefix(k, "@")
+			}
+		}
+		return true, ""
+	}
+	var fails []Failure
+	if e.Key == "actions" {
+		if len(want) != len(got) {
+			return []Failure{{Pos: e.Pos, Msg: prefix + ": actions differ in number", Want: show(want), Got: show(describe(got))}}
+		}
+		for i := range want {
+			if ok, field := matches(want[i], got[i]); !ok {
+				fails = append(fails, Failure{Pos: e.Pos, Msg: fmt.Sprintf("%s: action %d differs in %s", prefix, i+1, field), Want: show(want[i]), Got: show(got[i])})
+			}
+		}
+		return fails
+	}
+	// actions_include: each wanted action appears, in this order.
+	j := 0
+	for _, w := range want {
+		found := false
+		for ; j < len(got); j++ {
+			if ok, _ := matches(w, got[j]); ok {
+				found = true
+				j++
+				break
+			}
+		}
+		if !found {
+			fails = append(fails, Failure{Pos: e.Pos, Msg: prefix + ": no matching action (in order)", Want: show(w), Got: show(got)})
+			break
+		}
+	}
+	return fails
+}
