@@ -296,7 +296,13 @@ func (cp *compiler) envTypes() {
 				ti.fields = append(ti.fields, tag)
 			}
 		}
-		cp.typeInfo[t.String()] = ti
+		// The checker names a type with or without its pointer; the first
+		// name registered for a type wins (contact before event.contact).
+		for _, name := range []string{t.String(), st.String(), reflect.PointerTo(st).String()} {
+			if _, taken := cp.typeInfo[name]; !taken {
+				cp.typeInfo[name] = ti
+			}
+		}
 	}
 	add("event", reflect.TypeOf(&EventEnv{}))
 	add("conversation", reflect.TypeOf(&schemas.Conversation{}))
