@@ -19,18 +19,45 @@ var builtins = []Info{
 	{Name: "assign", Doc: "give it to an eligible agent: {team | agent, strategy?, skills?, language?}", New: newAssign},
 	{Name: "unassign", Doc: "put it back in its team's queue", New: noParams(unassign{})},
 	{Name: "tag", Doc: "add or remove tags: {add?, remove?}", New: newTag},
-	{Name: "set_priority", Doc: "set the priority: {priority}", New: newSetPriority},
-	{Name: "set_status", Doc: "set the status: {status}", New: newSetStatus},
-	{Name: "reply", Doc: "send a WhatsApp text inside the 24 h window: {text}", New: newReply},
+	{Name: "set_priority", Doc: "set the priority: {priority}", New: enum(setPriority{}, "priority", schemas.Priorities)},
+	{Name: "set_status", Doc: "set the status: {status}", New: enum(setStatus{}, "status", schemas.Statuses)},
+	{Name: "reply", Doc: "send a WhatsApp text inside the 24 h window: {text}", New: requires(reply{}, "text")},
 	{Name: "send_template", Doc: "send a WhatsApp template: {name, language, params?}", New: newSendTemplate},
-	{Name: "note", Doc: "add an internal note: {text}", New: newNote},
-	{Name: "notify", Doc: "post to Slack: {slack, text}", New: newNotify},
+	{Name: "note", Doc: "add an internal note: {text}", New: requires(note{}, "text")},
+	{Name: "notify", Doc: "post to Slack: {slack, text}", New: requires(notify{}, "slack", "text")},
 	{Name: "ask_bot", Doc: "ask the bot; its answer comes back as bot.answered", New: noParams(askBot{})},
 }
 
 func noParams(a Action) Constructor {
 	return func(p *Params, _ Catalog) (Action, error) {
 		if err := p.CheckUnknown(); err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+}
+
+// requires builds a constructor for an action whose params are all
+// required strings.
+func requires(a Action, keys ...string) Constructor {
+	return func(p *Params, _ Catalog) (Action, error) {
+		errs := make([]error, len(keys))
+		for i, k := range keys {
+			_, _, errs[i] = p.String(k, true)
+		}
+		if err := collect(p, errs...); err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+}
+
+// enum builds a constructor for an action with one required parameter
+// taking one of allowed (or a template, checked when it renders).
+func enum(a Action, key string, allowed []string) Constructor {
+	return func(p *Params, _ Catalog) (Action, error) {
+		_, err := p.Enum(key, true, allowed)
+		if err := collect(p, err); err != nil {
 			return nil, err
 		}
 		return a, nil
@@ -163,14 +190,6 @@ func (tag) Apply(ctx Context, params map[string]any) Result {
 
 type setPriority struct{}
 
-func newSetPriority(p *Params, _ Catalog) (Action, error) {
-	_, e1 := p.Enum("priority", true, schemas.Priorities)
-	if err := collect(p, e1); err != nil {
-		return nil, err
-	}
-	return setPriority{}, nil
-}
-
 func (setPriority) Apply(ctx Context, params map[string]any) Result {
 	pr := str(params, "priority")
 	if err := oneOf(pr, schemas.Priorities); err != nil {
@@ -182,14 +201,6 @@ func (setPriority) Apply(ctx Context, params map[string]any) Result {
 
 type setStatus struct{}
 
-func newSetStatus(p *Params, _ Catalog) (Action, error) {
-	_, e1 := p.Enum("status", true, schemas.Statuses)
-	if err := collect(p, e1); err != nil {
-		return nil, err
-	}
-	return setStatus{}, nil
-}
-
 func (setStatus) Apply(ctx Context, params map[string]any) Result {
 	st := str(params, "status")
 	if err := oneOf(st, schemas.Statuses); err != nil {
@@ -200,14 +211,6 @@ func (setStatus) Apply(ctx Context, params map[string]any) Result {
 }
 
 type reply struct{}
-
-func newReply(p *Params, _ Catalog) (Action, error) {
-	_, _, e1 := p.String("text", true)
-	if err := collect(p, e1); err != nil {
-		return nil, err
-	}
-	return reply{}, nil
-}
 
 func (reply) Apply(ctx Context, params map[string]any) Result {
 	if !ctx.Conversation().WindowOpen {
@@ -242,29 +245,12 @@ func (sendTemplate) Apply(ctx Context, params map[string]any) Result {
 
 type note struct{}
 
-func newNote(p *Params, _ Catalog) (Action, error) {
-	_, _, e1 := p.String("text", true)
-	if err := collect(p, e1); err != nil {
-		return nil, err
-	}
-	return note{}, nil
-}
-
 func (note) Apply(ctx Context, params map[string]any) Result {
 	ctx.Note(str(params, "text"))
 	return Applied(nil)
 }
 
 type notify struct{}
-
-func newNotify(p *Params, _ Catalog) (Action, error) {
-	_, _, e1 := p.String("slack", true)
-	_, _, e2 := p.String("text", true)
-	if err := collect(p, e1, e2); err != nil {
-		return nil, err
-	}
-	return notify{}, nil
-}
 
 func (notify) Apply(ctx Context, params map[string]any) Result {
 	if str(params, "slack") == "" {
