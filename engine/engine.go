@@ -259,11 +259,12 @@ func (p *pass) before() {
 	case schemas.MessageReceived:
 		if c.Status == schemas.StatusResolved {
 			// A new stretch: the bot tries first again and rules decide
-			// anew whom to bring in.
+			// anew whom to bring in. The assignee goes while the status is
+			// still resolved: the resolution already released the agent.
+			p.setAssignee("")
 			c.Status, c.Handler, c.BotTurns = schemas.StatusOpen, schemas.HandlerBot, 0
 			c.Escalated, c.EscalationReason = false, ""
 			c.OpenedAt = ev.At
-			p.setAssignee("")
 		} else if c.Status == schemas.StatusPending {
 			p.setStatus(schemas.StatusOpen)
 		}
@@ -304,7 +305,10 @@ func (p *pass) before() {
 // after counts the bot's turn, drains team queues and refreshes derived
 // fields.
 func (p *pass) after() {
-	if c := p.conv; c != nil && p.ev.Type == schemas.BotAnswered && c.Handler == schemas.HandlerBot {
+	// A bot answer whose rules resolved the conversation ended the stretch
+	// it belonged to: the resolution's reset stands.
+	if c := p.conv; c != nil && p.ev.Type == schemas.BotAnswered && c.Handler == schemas.HandlerBot &&
+		c.Status != schemas.StatusResolved {
 		c.BotTurns++
 	}
 	p.drain()
@@ -403,6 +407,7 @@ func (p *pass) enqueue(team string, req actions.AssignRequest) {
 			return
 		}
 	}
+	p.dequeue() // a conversation waits in one team's queue only
 	ts.queue = append(ts.queue, queueEntry{conv: c.ID, since: p.ev.At, req: req})
 	c.queued = true
 }
@@ -477,10 +482,11 @@ func (p *pass) Assign(req actions.AssignRequest) (string, error) {
 		return "", fmt.Errorf("unknown team %q", teamName)
 	}
 	c.Team = team.Name
-	// An assignee who still fits keeps the conversation: customers should
-	// not bounce between agents because a rule fired twice.
+	// An online assignee who still fits keeps the conversation, capacity
+	// aside (it already counts against it): customers should not bounce
+	// between agents because a rule fired twice.
 	if cur := p.set.Agent(c.Assignee); cur != nil && cur.Team == team.Name &&
-		p.e.mem.agent(cur.ID).Status != schemas.AgentOffline &&
+		p.e.mem.agent(cur.ID).Status == schemas.AgentOnline &&
 		cur.HasSkills(req.Skills) && cur.Speaks(req.Language) &&
 		(req.Agent == "" || req.Agent == cur.ID) {
 		return cur.ID, nil
