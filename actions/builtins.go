@@ -91,6 +91,9 @@ func (a escalate) Apply(ctx Context, params map[string]any) Result {
 		return Failed(errors.New("reason rendered empty"))
 	}
 	ctx.Escalate(reason, a.tier)
+	if a.tier > 0 {
+		return Applied(map[string]any{"tier": a.tier})
+	}
 	return Applied(nil)
 }
 

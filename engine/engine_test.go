@@ -796,7 +796,7 @@ rules:
 				{ev: msg("m2", "", "I am ANGRY"), matched: []string{"ask-first", "angry", "ask-again"},
 					acts: []act{
 						{rule: "ask-first", typ: "ask_bot", outcome: "queued"},
-						{rule: "angry", typ: "escalate", outcome: "applied", params: map[string]any{"reason": "angry", "tier": 2}},
+						{rule: "angry", typ: "escalate", outcome: "applied", params: map[string]any{"reason": "angry", "tier": 2}, result: map[string]any{"tier": 2}},
 						{rule: "ask-again", typ: "ask_bot", outcome: "skipped", reason: "handled_by_human"},
 					},
 					conv: fields{"handler": "human", "escalated": true, "escalation_reason": "angry"},

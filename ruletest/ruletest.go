@@ -53,11 +53,12 @@ type Case struct {
 
 // Step is one event of a test and what it should produce.
 type Step struct {
-	Pos    rules.Pos
-	Event  schemas.Event
-	After  time.Duration // clock advance before this event, when At is not given
-	HasAt  bool
-	Expect []Expectation
+	Pos      rules.Pos
+	Event    schemas.Event
+	After    time.Duration // clock advance before this event, when At is not given
+	HasAfter bool
+	HasAt    bool
+	Expect   []Expectation
 }
 
 // Expectation is one key under expect:, checked against the decision.
@@ -295,7 +296,7 @@ func (p *parser) step(n *yaml.Node, i int, c *Case, defaults map[string]any) *St
 			if err != nil || d < 0 {
 				p.errorf(v, "after must be a duration like 30s, 5m or 25h")
 			}
-			st.After = d
+			st.After, st.HasAfter = d, true
 		case "expect":
 			for _, ev := range p.pairs(v, "expect") {
 				if !contains(expectKeys, ev[0].Value) {
@@ -476,8 +477,11 @@ func match(want, got any) (bool, error) {
 		return true, nil
 	case []any:
 		g, ok := got.([]any)
+		if len(w) == 0 {
+			return got == nil || (ok && len(g) == 0), nil // [] also means "none"
+		}
 		if !ok || len(g) != len(w) {
-			return w == nil && got == nil || len(w) == 0 && ok && len(g) == 0, nil
+			return false, nil
 		}
 		for i := range w {
 			ok, err := match(w[i], g[i])
@@ -497,11 +501,13 @@ func match(want, got any) (bool, error) {
 
 // show prints a value in the compact form failures use.
 func show(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // failures quote expressions: keep && and >= readable
+	if err := enc.Encode(v); err != nil {
 		return fmt.Sprint(v)
 	}
-	return string(b)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 func jsonShape(v any) any {

@@ -21,6 +21,11 @@ rules:
       - escalate: {reason: keyword}
       - assign: {team: support}
       - reply: {text: "Bringing in {{ assignee.first_name }}."}
+  - name: bad-template
+    on: [message.received]
+    when: event.text == "template"
+    actions:
+      - note: {text: "{{ conversation.tags[9] }}"}
   - name: boom
     on: [bot.answered]
     when: conversation.tags[3] == "x"
@@ -165,6 +170,47 @@ tests:
       - message: "human"
         expect: {matched: [human], conversation: {tags: [vip]}}
 `, nil},
+		{"no assignments as []", `
+tests:
+  - name: x
+    events:
+      - message: "hello"
+        expect: {assignments: []}
+`, nil},
+		{"after 0s keeps the clock", `
+tests:
+  - name: x
+    start: 2026-03-02T08:00:00Z
+    events:
+      - message: "hello"
+        expect: {conversation: {opened_at: "2026-03-02T08:00:00Z"}}
+      - message: "again"
+        after: 0s
+        expect: {conversation: {last_customer_message_at: "2026-03-02T08:00:00Z"}}
+      - message: "later"
+        expect: {conversation: {last_customer_message_at: "2026-03-02T08:01:00Z"}}
+`, nil},
+		{"an unexpected failed action fails the test", `
+tests:
+  - name: x
+    events:
+      - message: "template"
+`, []string{"action 1 (bad-template/note) failed unexpectedly"}},
+		{"an expected failed action passes", `
+tests:
+  - name: x
+    events:
+      - message: "template"
+        expect:
+          actions: [{note: {}, outcome: failed, error: {contains: "out of range"}}]
+`, nil},
+		{"failures keep && readable", `
+tests:
+  - name: x
+    events:
+      - message: "hello"
+        expect: {matched: ["a && b"]}
+`, []string{`want: ["a && b"]`}},
 		{"invalid event fails", `
 tests:
   - name: x

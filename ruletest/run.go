@@ -3,6 +3,7 @@ package ruletest
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/triage-dev/triage/engine"
@@ -83,7 +84,7 @@ func (c *Case) Run(set *rules.Set) Result {
 		} else {
 			if i > 0 {
 				step := st.After
-				if step == 0 {
+				if !st.HasAfter {
 					step = DefaultStep
 				}
 				clock = clock.Add(step)
@@ -134,7 +135,9 @@ func check(st *Step, i int, d schemas.Decision, eng *engine.Engine) []Failure {
 			fails = append(fails, checkActions(e, prefix, d.Actions)...)
 		case "conversation":
 			got := jsonShape(d.Conversation)
-			for k, w := range e.Want.(map[string]any) {
+			want := e.Want.(map[string]any)
+			for _, k := range sortedKeys(want) {
+				w := want[k]
 				var gv any
 				if m, ok := got.(map[string]any); ok {
 					gv = m[k]
@@ -169,6 +172,15 @@ func check(st *Step, i int, d schemas.Decision, eng *engine.Engine) []Failure {
 		case "assignments":
 			if ok, _ := match(e.Want, jsonShape(d.Assignments)); !ok {
 				fail(e, "queue assignments differ", e.Want, d.Assignments)
+			}
+		}
+	}
+	// An action that failed (a template that cannot render, say) is a bug
+	// in the rules unless the test says it expects it.
+	if !expectsFailure(st) {
+		for i, a := range d.Actions {
+			if a.Outcome == schemas.OutcomeFailed {
+				fails = append(fails, Failure{Pos: st.Pos, Msg: fmt.Sprintf("%s: action %d (%s/%s) failed unexpectedly (expect it with outcome: failed if intended)", prefix, i+1, a.Rule, a.Type), Want: "no failed action", Got: show(a)})
 			}
 		}
 	}
@@ -237,4 +249,28 @@ func checkActions(e Expectation, prefix string, got []schemas.ActionRecord) []Fa
 		}
 	}
 	return fails
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// expectsFailure reports whether the step expects some action to fail.
+func expectsFailure(st *Step) bool {
+	for _, e := range st.Expect {
+		if e.Key != "actions" && e.Key != "actions_include" {
+			continue
+		}
+		for _, w := range e.Want.([]any) {
+			if _, params, _ := splitAction(w); params["@outcome"] == schemas.OutcomeFailed {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -151,3 +151,20 @@ func TestExplain(t *testing.T) {
 		t.Fatalf("json explain: exit %d\n%s", code, out)
 	}
 }
+
+func TestUnknownEventFields(t *testing.T) {
+	events := `{"id":"a","type":"bot.answered","at":"2026-11-21T10:00:00Z","conversation":"c1","confidance":0.9}
+{"id":"b","type":"bot.answered","at":"2026-11-21T10:00:00Z","conversation":"c2","confidance":0.9}
+`
+	code, out, errs := runCLI(t, events, "replay", "--rules", "../../examples/rules", "--events", "-")
+	if code != exitOK || strings.Count(out, "\n") != 2 {
+		t.Fatalf("replay keeps going on unknown fields: exit %d\n%s", code, out)
+	}
+	if strings.Count(errs, `unknown event field "confidance"`) != 1 || !strings.Contains(errs, "-:1: warning") {
+		t.Errorf("want one warning naming the field and line:\n%s", errs)
+	}
+	code, _, errs = runCLI(t, strings.SplitN(events, "\n", 2)[0], "explain", "--rules", "../../examples/rules", "--event", "-")
+	if code != exitUsage || !strings.Contains(errs, `unknown field "confidance"`) {
+		t.Errorf("explain must refuse an unknown field: exit %d, %s", code, errs)
+	}
+}

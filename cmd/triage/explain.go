@@ -136,7 +136,7 @@ func readEvent(name string, io stdio) (*schemas.Event, error) {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	var ev schemas.Event
-	if err := json.Unmarshal(bytes.TrimSpace(data), &ev); err != nil {
+	if _, err := decodeEvent(bytes.TrimSpace(data), &ev); err != nil {
 		return nil, usagef("%s: not a JSON event: %v", name, err)
 	}
 	if err := engine.Validate(&ev); err != nil {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/rules"
@@ -63,10 +65,18 @@ func replay(set *rules.Set, r io.Reader, name string, w, errw io.Writer) (bad in
 	defer bw.Flush()
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
+	warned := map[string]bool{}
 	for lineNo := 1; ; lineNo++ {
 		line, rerr := br.ReadBytes('\n')
 		if len(trimSpace(line)) > 0 {
 			var ev schemas.Event
+			if field, err := decodeEvent(line, &ev); field != "" && !warned[field] {
+				// Other tools may add fields; a typo (confidance) would
+				// silently read as zero, so say so once per field.
+				warned[field] = true
+				fmt.Fprintf(errw, "%s:%d: warning: unknown event field %s ignored (reported once)\n", name, lineNo, field)
+				_ = err
+			}
 			if err := json.Unmarshal(line, &ev); err != nil {
 				fmt.Fprintf(errw, "%s:%d: invalid JSON: %v\n", name, lineNo, err)
 				bad++
@@ -94,4 +104,18 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// decodeEvent decodes strictly and returns the first unknown field's name
+// (quoted, as encoding/json prints it), or "".
+func decodeEvent(data []byte, ev *schemas.Event) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(ev)
+	if err != nil {
+		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+			return strings.TrimPrefix(msg, "json: unknown field "), err
+		}
+	}
+	return "", err
 }
