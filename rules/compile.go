@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/checker/nature"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
@@ -70,6 +73,7 @@ type compiler struct {
 type typeInfo struct {
 	name   string
 	fields []string
+	types  []string // the names the checker gives the type
 }
 
 func newCompiler(c *collector, reg *actions.Registry) *compiler {
@@ -119,7 +123,7 @@ func (cp *compiler) build(files []*rawFile) *Set {
 	agents := &definer{c: cp.c, kind: "agent"}
 	rules := &definer{c: cp.c, kind: "rule"}
 
-	var rawRules []rawRule
+	var rawRules, dupRules []rawRule
 	for _, f := range files {
 		for name, p := range f.sections {
 			cp.c.errorf(p, "%s is not supported yet: SLA policies and business hours arrive in a later release", name)
@@ -174,7 +178,7 @@ func (cp *compiler) build(files []*rawFile) *Set {
 					continue
 				}
 				a := &Agent{ID: m.id, Name: m.name, Team: t.name, Skills: m.skills, Languages: m.languages, Capacity: m.capacity}
-				if a.Name == "" {
+				if strings.TrimSpace(a.Name) == "" {
 					a.Name = m.id
 				}
 				a.FirstName = strings.Fields(a.Name)[0]
@@ -187,6 +191,8 @@ func (cp *compiler) build(files []*rawFile) *Set {
 		for _, r := range f.rules {
 			if rules.define(r.name, r.namePos) {
 				rawRules = append(rawRules, r)
+			} else {
+				dupRules = append(dupRules, r)
 			}
 		}
 	}
@@ -205,6 +211,11 @@ func (cp *compiler) build(files []*rawFile) *Set {
 		if rule := cp.rule(r, i); rule != nil {
 			s.rules = append(s.rules, rule)
 		}
+	}
+	// A rule whose name is taken is still checked, so that renaming it
+	// brings no new errors.
+	for _, r := range dupRules {
+		cp.rule(r, -1)
 	}
 	s.matcher = cp.builder.Build()
 	cp.index()
@@ -303,6 +314,10 @@ func (cp *compiler) envTypes() {
 				cp.typeInfo[name] = ti
 			}
 		}
+		// Also by the expression path, which says which of two names of one
+		// type (contact, event.contact; empty params and lists) was meant.
+		ti.types = []string{st.String(), reflect.PointerTo(st).String()}
+		cp.typeInfo[name] = ti
 	}
 	add("event", reflect.TypeOf(&EventEnv{}))
 	add("conversation", reflect.TypeOf(&schemas.Conversation{}))
@@ -489,7 +504,7 @@ type compiled struct {
 func (cp *compiler) compile(text string, at exprAt, asBool bool) (compiled, bool) {
 	exp := &expander{cp: cp}
 	rw := &rewriter{cp: cp}
-	opts := append(cp.baseOpts[:len(cp.baseOpts):len(cp.baseOpts)], expr.Patch(exp), expr.Patch(rw))
+	opts := append(cp.baseOpts[:len(cp.baseOpts):len(cp.baseOpts)], expr.Patch(exp), expr.Patch(rw), expr.Patch(recheckCalls{}))
 	if asBool {
 		opts = append(opts, expr.AsBool())
 	}
@@ -506,9 +521,9 @@ func (cp *compiler) compile(text string, at exprAt, asBool bool) (compiled, bool
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			cp.c.errorf(at.pos(fe.From), "%s", cp.friendly(fe.Message))
+			cp.c.errorf(at.pos(fe.From), "%s", cp.friendly(fe.Message, receiver(text, fe.From)))
 		} else {
-			cp.c.errorf(at.pos(0), "%s", cp.friendly(err.Error()))
+			cp.c.errorf(at.pos(0), "%s", cp.friendly(err.Error(), ""))
 		}
 		return compiled{}, false
 	}
@@ -527,11 +542,31 @@ var (
 	noNameRE  = regexp.MustCompile(`^unknown name (\S+)$`)
 )
 
-// friendly rewrites expr's messages into the names rule authors use.
-func (cp *compiler) friendly(msg string) string {
-	msg = strings.ReplaceAll(msg, fnMatchs, "matches")
+// receiver returns the dotted path written before the field that starts
+// at rune offset off of text: "event.contact" for event.contact.nmae.
+func receiver(text string, off int) string {
+	r := []rune(text)
+	if off < 2 || off > len(r) || r[off-1] != '.' {
+		return ""
+	}
+	end := off - 1
+	start := end
+	for start > 0 && (r[start-1] == '.' || r[start-1] < utf8.RuneSelf && isIdentPart(byte(r[start-1]))) {
+		start--
+	}
+	return string(r[start:end])
+}
+
+// friendly rewrites expr's messages into the names rule authors use. recv
+// is the path written before the offending field, when known.
+func (cp *compiler) friendly(msg, recv string) string {
+	msg = strings.TrimSpace(strings.ReplaceAll(msg, fnMatchs, "matches"))
 	if m := noFieldRE.FindStringSubmatch(msg); m != nil {
-		if ti, ok := cp.typeInfo[m[1]]; ok {
+		ti, ok := cp.typeInfo[m[1]]
+		if byPath, found := cp.typeInfo[recv]; found && slices.Contains(byPath.types, m[1]) {
+			ti, ok = byPath, true
+		}
+		if ok {
 			out := fmt.Sprintf("%s has no field %s", ti.name, m[2])
 			if s := suggest(m[2], ti.fields); s != "" {
 				out += fmt.Sprintf(" (did you mean %s?)", s)
@@ -645,6 +680,24 @@ func (x *expander) Visit(n *ast.Node) {
 
 type locSetter struct{ loc file.Location }
 
+// recheckCalls makes expr's final type check look inside every call again.
+// With patchers, expr checks the tree before patching too, and a call whose
+// type that check found is trusted without its arguments being checked
+// again, so `contains_any(event.txet, lists.x)` would load and fail at run
+// time. Being "repeatable" in expr's terms, it is walked after the other
+// patchers, right before the final check.
+type recheckCalls struct{}
+
+func (recheckCalls) Visit(n *ast.Node) {
+	if c, ok := (*n).(*ast.CallNode); ok {
+		c.SetNature(nature.Nature{})
+	}
+}
+
+func (recheckCalls) Reset() {}
+
+func (recheckCalls) ShouldRepeat() bool { return false }
+
 func (l locSetter) Visit(n *ast.Node) { (*n).SetLocation(l.loc) }
 
 // rewriter turns calls with literal arguments into precompiled fast paths
@@ -700,10 +753,10 @@ func (r *rewriter) Visit(n *ast.Node) {
 			if f, ok := memberOf(x.Arguments[0], "event"); ok && f == "text" {
 				r.cp.set.textLists = true
 				repl = &ast.MemberNode{Node: &ast.IdentifierNode{Value: kwName}, Property: &ast.IntegerNode{Value: list}}
+				ast.Walk(&repl, locSetter{loc})
 			} else {
-				repl = &ast.CallNode{Callee: &ast.IdentifierNode{Value: fnInList}, Arguments: []ast.Node{x.Arguments[0], &ast.IntegerNode{Value: list}}}
+				repl = hiddenCall(loc, fnInList, x.Arguments[0], list)
 			}
-			ast.Walk(&repl, locSetter{loc})
 			*n = repl
 		case fnMatchs:
 			if len(x.Arguments) != 2 {
@@ -724,9 +777,7 @@ func (r *rewriter) Visit(n *ast.Node) {
 				r.cp.set.regexps = append(r.cp.set.regexps, regexpEntry{re: re})
 				r.cp.reIDs[lit.Value] = idx
 			}
-			repl := ast.Node(&ast.CallNode{Callee: &ast.IdentifierNode{Value: fnRegexp}, Arguments: []ast.Node{x.Arguments[0], &ast.IntegerNode{Value: idx}}})
-			ast.Walk(&repl, locSetter{loc})
-			*n = repl
+			*n = hiddenCall(loc, fnRegexp, x.Arguments[0], idx)
 		case "minutes_since", "hours_since":
 			if len(x.Arguments) == 1 {
 				now := &ast.IdentifierNode{Value: "now"}
@@ -741,11 +792,26 @@ func (r *rewriter) Visit(n *ast.Node) {
 	}
 }
 
+// hiddenCall builds fn(arg, id) at loc. arg keeps its own location, so an
+// error inside it points at it and not at the call.
+func hiddenCall(loc file.Location, fn string, arg ast.Node, id int) ast.Node {
+	callee := &ast.IdentifierNode{Value: fn}
+	n := &ast.IntegerNode{Value: id}
+	call := &ast.CallNode{Callee: callee, Arguments: []ast.Node{arg, n}}
+	for _, x := range []ast.Node{callee, n, call} {
+		x.SetLocation(loc)
+	}
+	return call
+}
+
 // listArg returns the keyword list id for a literal or named list, or -1
 // when the list is only known at run time.
 func (r *rewriter) listArg(fn string, n ast.Node) int {
 	if name, ok := memberOf(n, "lists"); ok {
 		r.cp.used["list:"+name] = true
+		if fn == "contains_word" {
+			return -1 // a list where a word belongs: the checker says so
+		}
 		if id, ok := r.cp.listIDs[name]; ok {
 			return id
 		}
@@ -874,8 +940,14 @@ func (cp *compiler) rule(r rawRule, order int) *Rule {
 		}
 	}
 	ok := true
-	if r.when != nil && !(r.when.Tag == "!!bool" && r.when.Value == "true") {
+	// A YAML boolean may be spelt True or TRUE; expr only reads true.
+	var whenBool bool
+	isBool := r.when != nil && r.when.Tag == "!!bool" && r.when.Decode(&whenBool) == nil
+	if r.when != nil && !(isBool && whenBool) {
 		rule.When = r.when.Value
+		if isBool {
+			rule.When = "false"
+		}
 		at := exprAt{src: r.src, node: r.when}
 		c, good := cp.compile(rule.When, at, true)
 		if good {
@@ -1008,7 +1080,11 @@ func (cp *compiler) action(r rawRule, a rawAction) *Action {
 	ok = true
 	if a.params != nil {
 		if a.params.Kind != yaml.MappingNode {
-			cp.c.errorf(r.src.pos(a.params), "%s takes a mapping of parameters, like {%s}", a.typ, strings.TrimSuffix(strings.TrimPrefix(info.Doc[strings.Index(info.Doc, ":")+1:], " {"), "}"))
+			if i := strings.Index(info.Doc, ": {"); i >= 0 {
+				cp.c.errorf(r.src.pos(a.params), "%s takes a mapping of parameters, like %s", a.typ, info.Doc[i+2:])
+			} else {
+				cp.c.errorf(r.src.pos(a.params), "%s takes no parameters", a.typ)
+			}
 			return nil
 		}
 		p := &walker{c: cp.c, src: r.src}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 
@@ -64,9 +65,8 @@ func (s *source) posAt(off int) Pos {
 // YAML may fold, quote, escape and indent a scalar, so the value's offsets
 // do not map to the file's by arithmetic. What survives every style is the
 // sequence of non-blank characters, so the n-th non-blank character of the
-// value is found as the n-th non-blank character after the scalar starts.
-// Escapes in quoted scalars can shift this by a character or two, which
-// still lands the reader on the right token.
+// value is found as the n-th non-blank character after the scalar starts,
+// an escape in a quoted scalar counting as the one character it stands for.
 func (s *source) within(n *yaml.Node, runeOff int) Pos {
 	if n == nil || n.Line == 0 {
 		return s.pos(n)
@@ -83,19 +83,30 @@ func (s *source) within(n *yaml.Node, runeOff int) Pos {
 		i++
 	}
 	off := s.offset(n.Line, n.Column)
-	switch n.Style {
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+	// Step over the node's properties, an anchor (&a) and a tag (!!str): no
+	// scalar starts with & or !.
+	for off < len(s.data) && (s.data[off] == '&' || s.data[off] == '!') {
+		for off < len(s.data) && !isBlankByte(s.data[off]) {
+			off++
+		}
+		for off < len(s.data) && isBlankByte(s.data[off]) {
+			off++
+		}
+	}
+	switch {
+	case n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0:
 		off++
-	case yaml.LiteralStyle, yaml.FoldedStyle:
+	case n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0:
 		for off < len(s.data) && s.data[off] != '\n' {
 			off++
 		}
 	}
-	// Skip to the want-th non-blank rune, then past any blanks to the next.
+	// Skip to the want-th non-blank character, then past any blanks to the
+	// next.
 	seen := 0
 	for off < len(s.data) {
-		r, size := utf8.DecodeRune(s.data[off:])
-		if !unicode.IsSpace(r) {
+		blank, size := s.char(n.Style, off)
+		if !blank {
 			if seen == want {
 				break
 			}
@@ -105,3 +116,46 @@ func (s *source) within(n *yaml.Node, runeOff int) Pos {
 	}
 	return s.posAt(off)
 }
+
+// char reads the scalar character written at byte offset off: whether it is
+// blank in the value, and how many bytes it takes in the file. In a quoted
+// scalar an escape (\" \t \u00e9) or a doubled single quote is one
+// character of the value however many the file spends on it, and an escaped
+// line break is none.
+func (s *source) char(style yaml.Style, off int) (blank bool, size int) {
+	r, size := utf8.DecodeRune(s.data[off:])
+	rest := len(s.data) - off
+	switch {
+	case style&yaml.DoubleQuotedStyle != 0 && r == '\\' && rest > 1:
+		e, esize := utf8.DecodeRune(s.data[off+1:])
+		size = 1 + esize
+		digits := 0
+		switch e {
+		case '\r':
+			if rest > 2 && s.data[off+2] == '\n' {
+				size++
+			}
+			return true, size
+		case '\n', '\t', ' ', 't', 'n', 'r', 'v', 'f', 'N', '_', 'L', 'P':
+			return true, size
+		case 'x':
+			digits = 2
+		case 'u':
+			digits = 4
+		case 'U':
+			digits = 8
+		default:
+			return false, size
+		}
+		if rest < 2+digits {
+			return false, rest
+		}
+		v, err := strconv.ParseUint(string(s.data[off+2:off+2+digits]), 16, 32)
+		return err == nil && unicode.IsSpace(rune(v)), 2 + digits
+	case style&yaml.SingleQuotedStyle != 0 && r == '\'' && rest > 1 && s.data[off+1] == '\'':
+		return false, 2
+	}
+	return unicode.IsSpace(r), size
+}
+
+func isBlankByte(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
