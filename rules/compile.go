@@ -519,11 +519,17 @@ func (cp *compiler) compile(text string, at exprAt, asBool bool) (compiled, bool
 		ok = false
 	}
 	if err != nil {
+		hint := ""
+		if at.node != nil && at.node.Style == 0 && at.node.LineComment != "" {
+			// In an unquoted value, " #" starts a YAML comment and the
+			// expression is cut short there: a puzzling error otherwise.
+			hint = fmt.Sprintf(" (YAML took %q on this line as a comment; quote the expression if it belongs to it)", at.node.LineComment)
+		}
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			cp.c.errorf(at.pos(fe.From), "%s", cp.friendly(fe.Message, receiver(text, fe.From)))
+			cp.c.errorf(at.pos(fe.From), "%s%s", cp.friendly(fe.Message, receiver(text, fe.From)), hint)
 		} else {
-			cp.c.errorf(at.pos(0), "%s", cp.friendly(err.Error(), ""))
+			cp.c.errorf(at.pos(0), "%s%s", cp.friendly(err.Error(), ""), hint)
 		}
 		return compiled{}, false
 	}

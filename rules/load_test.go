@@ -71,6 +71,36 @@ func TestLoadErrors(t *testing.T) {
 		files []rules.File
 		want  []string
 	}{
+		{
+			name: "a second YAML document is not dropped silently",
+			files: one(`version: 1
+rules: []
+---
+version: 1
+`),
+			want: []string{`rules/a.yaml:3:1: a rule file holds one YAML document; move what follows this --- into a file of its own`},
+		},
+		{
+			name: "a team without members",
+			files: one(`version: 1
+teams:
+  support: {strategy: least_busy}
+rules:
+  - {name: r, on: message.received, actions: [{assign: {team: support}}]}
+`),
+			want: []string{`rules/a.yaml:3:3: team "support" needs members`},
+		},
+		{
+			name: "a # in an unquoted expression is a YAML comment, and the error says so",
+			files: one(`version: 1
+rules:
+  - name: r
+    on: message.received
+    when: event.text == "a #1 fan"
+    actions: [ask_bot]
+`),
+			want: []string{`rules/a.yaml:5:28: literal not terminated (YAML took "#1 fan\"" on this line as a comment; quote the expression if it belongs to it)`},
+		},
 		// Unknown keys anywhere.
 		{
 			name: "unknown top-level key",

@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -209,9 +211,18 @@ var topKeys = []string{"version", "params", "lists", "macros", "teams", "busines
 func (p *walker) file(data []byte) *rawFile {
 	f := &rawFile{src: p.src, sections: map[string]Pos{}}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		p.c.errorf(Pos{File: p.src.path, Line: yamlErrLine(err), Col: 1}, "invalid YAML: %s", yamlErrMsg(err))
 		return nil
+	}
+	// yaml.Unmarshal would read the first document and drop the rest
+	// without a word; rules after a --- must not vanish.
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		p.c.errorf(Pos{File: p.src.path, Line: max(next.Line, 1), Col: 1}, "a rule file holds one YAML document; move what follows this --- into a file of its own")
+	} else if err != io.EOF {
+		p.c.errorf(Pos{File: p.src.path, Line: yamlErrLine(err), Col: 1}, "invalid YAML: %s", yamlErrMsg(err))
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		p.c.errorf(Pos{File: p.src.path, Line: 1, Col: 1}, "empty rule file: it needs at least version: 1")
@@ -268,6 +279,7 @@ var memberKeys = []string{"id", "name", "skills", "languages", "capacity"}
 
 func (p *walker) team(k, v *yaml.Node) rawTeam {
 	t := rawTeam{name: k.Value, pos: p.src.pos(k)}
+	hasMembers := false
 	for _, kv := range p.pairs(v, "team "+strconv.Quote(k.Value)) {
 		switch kv[0].Value {
 		case "strategy":
@@ -278,6 +290,7 @@ func (p *walker) team(k, v *yaml.Node) rawTeam {
 				t.strategy, t.stratPos = s, p.src.pos(kv[1])
 			}
 		case "members":
+			hasMembers = true
 			members := p.seq(kv[1], "members")
 			if len(members) == 0 {
 				p.c.errorf(p.src.pos(kv[0]), "team %q has no members", k.Value)
@@ -288,6 +301,9 @@ func (p *walker) team(k, v *yaml.Node) rawTeam {
 		default:
 			p.unknown(kv[0], "a team", teamKeys)
 		}
+	}
+	if !hasMembers {
+		p.c.errorf(t.pos, "team %q needs members", k.Value)
 	}
 	if t.strategy == "" {
 		t.strategy = "round_robin"
