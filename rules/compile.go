@@ -66,6 +66,7 @@ type compiler struct {
 	typeInfo map[string]typeInfo
 	dynTeam  bool
 	assigned map[string]bool
+	kwUses   int // keyword rewrites so far, to learn which rules read hits
 }
 
 // typeInfo names a Go type of the environment the way a rule author knows
@@ -82,7 +83,7 @@ func newCompiler(c *collector, reg *actions.Registry) *compiler {
 		set: &Set{
 			params: map[string]any{}, lists: map[string][]string{},
 			teams: map[string]*Team{}, agents: map[string]*Agent{},
-			byType: map[string][]*Rule{}, defaultETA: 5,
+			byType: map[string][]*Rule{}, kwTypes: map[string]bool{}, defaultETA: 5,
 		},
 		macros:   map[string]*macro{},
 		builder:  textmatch.NewBuilder(),
@@ -736,6 +737,13 @@ func (r *rewriter) Visit(n *ast.Node) {
 	case *ast.MemberNode:
 		if name, ok := memberOf(x, "params"); ok {
 			r.cp.used["param:"+name] = true
+			// A set's params never change (a reload builds a new set), so a
+			// param is a constant: folding it saves a reflective field
+			// fetch per evaluation.
+			if lit := literal(r.cp.set.params[name]); lit != nil {
+				lit.SetLocation(x.Location())
+				*n = lit
+			}
 		}
 		if name, ok := memberOf(x, "lists"); ok {
 			r.cp.used["list:"+name] = true
@@ -758,6 +766,7 @@ func (r *rewriter) Visit(n *ast.Node) {
 			var repl ast.Node
 			if f, ok := memberOf(x.Arguments[0], "event"); ok && f == "text" {
 				r.cp.set.textLists = true
+				r.cp.kwUses++
 				repl = &ast.MemberNode{Node: &ast.IdentifierNode{Value: kwName}, Property: &ast.IntegerNode{Value: list}}
 				ast.Walk(&repl, locSetter{loc})
 			} else {
@@ -808,6 +817,21 @@ func hiddenCall(loc file.Location, fn string, arg ast.Node, id int) ast.Node {
 		x.SetLocation(loc)
 	}
 	return call
+}
+
+// literal returns the AST literal of a param value, or nil.
+func literal(v any) ast.Node {
+	switch v := v.(type) {
+	case int:
+		return &ast.IntegerNode{Value: v}
+	case float64:
+		return &ast.FloatNode{Value: v}
+	case string:
+		return &ast.StringNode{Value: v}
+	case bool:
+		return &ast.BoolNode{Value: v}
+	}
+	return nil
 }
 
 // listArg returns the keyword list id for a literal or named list, or -1
@@ -945,6 +969,8 @@ func (cp *compiler) rule(r rawRule, order int) *Rule {
 			rule.On = append(rule.On, t)
 		}
 	}
+	kwBefore := cp.kwUses
+	defer func() { rule.usesKW = cp.kwUses > kwBefore }()
 	ok := true
 	// A YAML boolean may be spelt True or TRUE; expr only reads true.
 	var whenBool bool
@@ -1130,7 +1156,12 @@ func (cp *compiler) action(r rawRule, a rawAction) *Action {
 			cp.assigned[cp.set.agents[ag].Team] = true
 		}
 	}
-	return &Action{Type: a.typ, Pos: a.pos, Impl: impl, params: tree}
+	act := &Action{Type: a.typ, Pos: a.pos, Impl: impl, params: tree}
+	if !hasTemplate(tree) {
+		// Nothing to render: every firing can share one read-only map.
+		act.static, _ = act.Render(nil)
+	}
+	return act
 }
 
 func flattenErr(err error) []error {
@@ -1241,6 +1272,11 @@ func (cp *compiler) index() {
 		if len(list) > 0 {
 			s.byType[t] = list
 		}
+		for _, r := range list {
+			if r.usesKW {
+				s.kwTypes[t] = true
+			}
+		}
 	}
 }
 
@@ -1280,4 +1316,24 @@ func (cp *compiler) warnings(paramPos, listPos map[string]Pos) {
 			}
 		}
 	}
+}
+
+func hasTemplate(n pnode) bool {
+	switch n := n.(type) {
+	case *template:
+		return true
+	case []pnode:
+		for _, e := range n {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	case map[string]pnode:
+		for _, e := range n {
+			if hasTemplate(e) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -39,6 +39,8 @@ type Env struct {
 	tokens []string
 	hits   textmatch.Hits
 	kw     []bool
+	kwSet  bool
+	eta    int
 }
 
 // NewEnv returns an environment for evaluating this set's expressions.
@@ -59,6 +61,8 @@ func (s *Set) NewEnv() *Env {
 }
 
 // Bind points the environment at an event and the live state it changes.
+// Rules are then evaluated with Match: those the set lists as candidates
+// for the event's type.
 // conv, contact and assignee are read through their pointers, so changes
 // made by actions are seen by expressions evaluated later.
 func (e *Env) Bind(ev *schemas.Event, conv *schemas.Conversation, contact *schemas.Contact, assignee *schemas.Assignee, eta int) {
@@ -76,21 +80,30 @@ func (e *Env) Bind(ev *schemas.Event, conv *schemas.Conversation, contact *schem
 	e.m["conversation"] = conv
 	e.m["contact"] = contact
 	e.m["assignee"] = assignee
-	e.m["eta_minutes"] = eta
+	e.m["eta_minutes"], e.eta = eta, eta
 	e.m["now"] = ev.At
 	// Every keyword list is matched against the event's text once, here,
 	// instead of once per rule that mentions it.
-	if e.set.textLists {
+	// Only event types with a rule that reads the hits pay for them.
+	if e.set.kwTypes[ev.Type] {
 		e.tokens = textmatch.AppendTokens(e.tokens[:0], ev.Text)
 		e.set.matcher.Match(e.tokens, &e.hits)
 		for i := range e.kw {
 			e.kw[i] = e.hits.Has(i)
 		}
+		e.kwSet = true
+	} else if e.kwSet {
+		clear(e.kw) // no stale hits from an earlier event
+		e.kwSet = false
 	}
 }
 
 // SetETA updates eta_minutes, which changes when an action assigns.
-func (e *Env) SetETA(minutes int) { e.m["eta_minutes"] = minutes }
+func (e *Env) SetETA(minutes int) {
+	if minutes != e.eta {
+		e.m["eta_minutes"], e.eta = minutes, minutes
+	}
+}
 
 // Values returns the map expressions read, for tools that show it.
 func (e *Env) Values() map[string]any { return e.m }

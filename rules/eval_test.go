@@ -169,8 +169,8 @@ func TestMatchFunctions(t *testing.T) {
 func TestMatchRebind(t *testing.T) {
 	set := mustLoad(t, matchSet)
 	e1, e2 := set.NewEnv(), set.NewEnv()
-	s1 := state{ev: schemas.Event{Text: "a human please"}}
-	s2 := state{ev: schemas.Event{Text: "nothing"}}
+	s1 := state{ev: schemas.Event{Type: "message.received", Text: "a human please"}}
+	s2 := state{ev: schemas.Event{Type: "message.received", Text: "nothing"}}
 	s1.bind(e1)
 	s2.bind(e2)
 	if !match(t, set, e1, "named-list") || match(t, set, e2, "named-list") {

@@ -27,6 +27,7 @@ type Set struct {
 	byType      map[string][]*Rule
 	matcher     *textmatch.Matcher
 	textLists   bool
+	kwTypes     map[string]bool // event types with a rule reading keyword hits
 	regexps     []regexpEntry
 	defaultETA  int
 	warnings    Errors
@@ -152,6 +153,7 @@ type Rule struct {
 	prefilter int // a keyword list that must hit for the rule to match; -1: none
 	clauses   []Clause
 	clauseOp  string
+	usesKW    bool // when or a template reads keyword hits of event.text
 }
 
 // Clause is one top-level operand of a rule's when, for explain.
@@ -196,6 +198,7 @@ type Action struct {
 	Pos    Pos
 	Impl   actions.Action
 	params map[string]pnode
+	static map[string]any // the rendered params when there is no template
 }
 
 // pnode is a parameter value: string, *template, int, float64, bool, nil,
@@ -203,7 +206,12 @@ type Action struct {
 type pnode any
 
 // Render evaluates the action's templates against the current state.
+//
+// The map is read-only: without templates it is shared by every firing.
 func (a *Action) Render(env *Env) (map[string]any, error) {
+	if a.static != nil {
+		return a.static, nil
+	}
 	out := make(map[string]any, len(a.params))
 	for k, v := range a.params {
 		r, err := renderNode(v, env)
