@@ -287,6 +287,7 @@ func (p *pass) before() {
 			p.d.Errors = append(p.d.Errors, schemas.RuleError{Error: fmt.Sprintf("agent.status: agent %q is not a member of any team", ev.Agent)})
 		}
 		m.agent(ev.Agent).Status = ev.Status
+		m.freed = true
 	case schemas.ConversationAssigned:
 		p.setAssignee(ev.Agent)
 		if a := p.set.Agent(ev.Agent); a != nil {
@@ -332,6 +333,7 @@ func (p *pass) setAssignee(agent string) {
 	open := c.Status != schemas.StatusResolved
 	if c.Assignee != "" && open {
 		m.agent(c.Assignee).Open--
+		m.freed = true
 	}
 	c.Assignee = agent
 	if agent != "" {
@@ -369,6 +371,8 @@ func (p *pass) setStatus(status string) {
 			m.agent(c.Assignee).Open++
 		} else {
 			m.agent(c.Assignee).Open--
+			m.freed = true
+			m.freed = true
 		}
 	}
 	c.Status = status
@@ -534,6 +538,12 @@ func (p *pass) Send(kind string, params map[string]any) {
 // eligible: capacity freed, an agent came online, a conversation left.
 func (p *pass) drain() {
 	m := p.e.mem
+	// A waiting conversation found nobody eligible when it was queued, so
+	// only freed capacity, a changed status or a new rule set can help it.
+	if !m.freed && m.drainedWith == p.set {
+		return
+	}
+	m.freed, m.drainedWith = false, p.set
 	for _, team := range p.set.Teams() {
 		ts := m.teams[team.Name]
 		if ts == nil || len(ts.queue) == 0 {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/triage-dev/triage/actions"
+	"github.com/triage-dev/triage/rules"
 	"github.com/triage-dev/triage/schemas"
 )
 
@@ -51,6 +52,9 @@ type Memory struct {
 	agents   map[string]*AgentState
 	teams    map[string]*teamState
 	seen     map[string]bool
+
+	freed       bool       // capacity or an agent's status changed since the last drain
+	drainedWith *rules.Set // the set the queues were last drained under
 }
 
 // NewMemory returns empty state.
