@@ -8,7 +8,6 @@
 package schemas
 
 import (
-	"encoding/json"
 	"time"
 )
 
@@ -180,31 +179,21 @@ type Assignment struct {
 
 // Decision is what one event yields (spec section 8): the audit record.
 type Decision struct {
-	Event        Event          `json:"event"`
-	Duplicate    bool           `json:"duplicate,omitempty"`
-	RuleSet      string         `json:"ruleset,omitempty"`
-	Matched      []string       `json:"matched"`
-	Actions      []ActionRecord `json:"actions"`
-	Errors       []RuleError    `json:"errors"`
+	Event     Event  `json:"event"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	RuleSet   string `json:"ruleset,omitempty"`
+	// Matched, Actions and Errors print as [] when empty and vanish only
+	// when nil, which is how a duplicate prints as the contract says:
+	// the event and "duplicate": true, nothing else.
+	Matched      []string       `json:"matched,omitzero"`
+	Actions      []ActionRecord `json:"actions,omitzero"`
+	Errors       []RuleError    `json:"errors,omitzero"`
 	Assignments  []Assignment   `json:"assignments,omitempty"`
 	Conversation *Conversation  `json:"conversation,omitempty"`
 
 	// Outbound is the work this decision asks connectors to deliver. It is
 	// not part of the printed record: the actions already show it.
 	Outbound []Outbound `json:"-"`
-}
-
-// MarshalJSON prints a duplicate as the contract says: the event and
-// "duplicate": true, nothing else, because a duplicate changed nothing.
-func (d Decision) MarshalJSON() ([]byte, error) {
-	if d.Duplicate {
-		return json.Marshal(struct {
-			Event     Event `json:"event"`
-			Duplicate bool  `json:"duplicate"`
-		}{d.Event, true})
-	}
-	type plain Decision
-	return json.Marshal(plain(d))
 }
 
 // Outbound kinds: what leaves the process.
