@@ -136,7 +136,9 @@ func readEvent(name string, io stdio) (*schemas.Event, error) {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	var ev schemas.Event
-	if _, err := decodeEvent(bytes.TrimSpace(data), &ev); err != nil {
+	if field, err := decodeEvent(bytes.TrimSpace(data), &ev); field != "" {
+		return nil, usagef("%s: unknown field %s in the event", name, field)
+	} else if err != nil {
 		return nil, usagef("%s: not a JSON event: %v", name, err)
 	}
 	if err := engine.Validate(&ev); err != nil {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/rules"
@@ -63,28 +65,37 @@ func replay(set *rules.Set, r io.Reader, name string, w, errw io.Writer) (bad in
 	br := bufio.NewReaderSize(r, 1<<16)
 	bw := bufio.NewWriterSize(w, 1<<16)
 	defer bw.Flush()
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
+	var out []byte
 	warned := map[string]bool{}
 	for lineNo := 1; ; lineNo++ {
 		line, rerr := br.ReadBytes('\n')
 		if len(trimSpace(line)) > 0 {
 			var ev schemas.Event
-			if field, err := decodeEvent(line, &ev); field != "" && !warned[field] {
+			field, err := decodeEvent(line, &ev)
+			if field != "" {
 				// Other tools may add fields; a typo (confidance) would
-				// silently read as zero, so say so once per field.
-				warned[field] = true
-				fmt.Fprintf(errw, "%s:%d: warning: unknown event field %s ignored (reported once)\n", name, lineNo, field)
-				_ = err
+				// silently read as zero, so say so once per field, and
+				// read the event without the strictness.
+				if !warned[field] {
+					warned[field] = true
+					fmt.Fprintf(errw, "%s:%d: warning: unknown event field %s ignored (reported once)\n", name, lineNo, field)
+				}
+				ev = schemas.Event{}
+				err = decodeEventLenient(line, &ev)
 			}
-			if err := json.Unmarshal(line, &ev); err != nil {
+			if err != nil {
 				fmt.Fprintf(errw, "%s:%d: invalid JSON: %v\n", name, lineNo, err)
 				bad++
 			} else if d, err := eng.Process(set, &ev); err != nil {
 				fmt.Fprintf(errw, "%s:%d: %v\n", name, lineNo, err)
 				bad++
-			} else if err := enc.Encode(d); err != nil {
-				return bad, fmt.Errorf("write decision: %w", err)
+			} else {
+				if out, err = schemas.AppendDecision(out[:0], &d); err != nil {
+					return bad, fmt.Errorf("encode decision for %s:%d: %w", name, lineNo, err)
+				}
+				if _, err := bw.Write(append(out, '\n')); err != nil {
+					return bad, fmt.Errorf("write decision: %w", err)
+				}
 			}
 		}
 		if rerr == io.EOF {
@@ -106,16 +117,27 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// decodeEvent decodes strictly and returns the first unknown field's name
-// (quoted, as encoding/json prints it), or "".
+// eventOptions read events strictly (an unknown member is an error that
+// names it) in one pass. Names match case-insensitively, as
+// encoding/json's do, so what other tools send keeps working.
+var eventOptions = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(true), jsonv2.MatchCaseInsensitiveNames(true))
+
+// decodeEvent decodes strictly and returns the first unknown member's path
+// (quoted, like "contact.nmae"), or "".
 func decodeEvent(data []byte, ev *schemas.Event) (string, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(ev)
-	if err != nil {
-		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-			return strings.TrimPrefix(msg, "json: unknown field "), err
+	err := jsonv2.Unmarshal(data, ev, eventOptions)
+	var se *jsonv2.SemanticError
+	if errors.As(err, &se) && errors.Is(se.Err, jsonv2.ErrUnknownName) {
+		var path []string
+		for tok := range se.JSONPointer.Tokens() {
+			path = append(path, tok)
 		}
+		return strconv.Quote(strings.Join(path, ".")), err
 	}
 	return "", err
+}
+
+// decodeEventLenient reads an event whatever unknown members it has.
+func decodeEventLenient(data []byte, ev *schemas.Event) error {
+	return jsonv2.Unmarshal(data, ev, jsonv2.MatchCaseInsensitiveNames(true))
 }

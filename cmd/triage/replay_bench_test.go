@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	jsonv2 "github.com/go-json-experiment/json"
 	"io"
 	"os"
 	"testing"
@@ -88,6 +89,18 @@ func newReplayFixture(tb testing.TB, abandoned float64) *replayFixture {
 // decoded into a schemas.Event and that event encoded again (not encoded
 // when w is nil).
 func decodeEncode(r io.Reader, w io.Writer) (int, error) {
+	return decodeEncodeWith(r, w, json.Unmarshal)
+}
+
+// decodeEncodeJSONv2 is the same baseline decoding with the decoder replay
+// itself uses, so the comparison can also be read without that advantage.
+func decodeEncodeJSONv2(r io.Reader, w io.Writer) (int, error) {
+	return decodeEncodeWith(r, w, func(b []byte, v any) error {
+		return jsonv2.Unmarshal(b, v, jsonv2.MatchCaseInsensitiveNames(true))
+	})
+}
+
+func decodeEncodeWith(r io.Reader, w io.Writer, unmarshal func([]byte, any) error) (int, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	bw := bufio.NewWriterSize(w, 1<<16)
 	defer bw.Flush()
@@ -98,7 +111,7 @@ func decodeEncode(r io.Reader, w io.Writer) (int, error) {
 		line, rerr := br.ReadBytes('\n')
 		if len(trimSpace(line)) > 0 {
 			var ev schemas.Event
-			if err := json.Unmarshal(line, &ev); err != nil {
+			if err := unmarshal(line, &ev); err != nil {
 				return n, err
 			}
 			if w != nil {
@@ -163,6 +176,17 @@ func BenchmarkReplay(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if n, err := decodeEncode(bytes.NewReader(f.data), io.Discard); err != nil || n != f.events {
 				b.Fatalf("decode-encode: %d events, %v", n, err)
+			}
+		}
+		perStream(b)
+	})
+	b.Run("decode-encode-jsonv2", func(b *testing.B) {
+		b.SetBytes(int64(len(f.data)))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if n, err := decodeEncodeJSONv2(bytes.NewReader(f.data), io.Discard); err != nil || n != f.events {
+				b.Fatalf("decode-encode-jsonv2: %d events, %v", n, err)
 			}
 		}
 		perStream(b)
