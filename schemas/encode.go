@@ -228,6 +228,60 @@ func appendConversation(dst []byte, c *Conversation) ([]byte, error) {
 	dst = append(dst, `,"messages":`...)
 	dst = strconv.AppendInt(dst, int64(c.Messages), 10)
 	dst = appendOptString(dst, `,"contact":`, c.Contact)
+	if c.SLA != (SLAStatus{}) {
+		dst = append(dst, `,"sla":{`...)
+		n := len(dst)
+		if c.SLA.Policy != "" {
+			dst = append(dst, `"policy":`...)
+			dst = appendString(dst, c.SLA.Policy)
+		}
+		for _, m := range [...]struct {
+			key string
+			m   SLAMetric
+		}{
+			{`"first_response":`, c.SLA.FirstResponse},
+			{`"next_response":`, c.SLA.NextResponse},
+			{`"resolution":`, c.SLA.Resolution},
+		} {
+			if m.m == (SLAMetric{}) {
+				continue
+			}
+			if len(dst) > n {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, m.key...)
+			if dst, err = appendMetric(dst, m.m); err != nil {
+				return dst, err
+			}
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}'), nil
+}
+
+func appendMetric(dst []byte, m SLAMetric) ([]byte, error) {
+	var err error
+	dst = append(dst, '{')
+	n := len(dst)
+	if m.State != "" {
+		dst = append(dst, `"state":`...)
+		dst = appendString(dst, m.State)
+	}
+	if !m.DueAt.IsZero() {
+		if len(dst) > n {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"due_at":`...)
+		if dst, err = appendTime(dst, m.DueAt); err != nil {
+			return dst, err
+		}
+	}
+	if m.Breached {
+		if len(dst) > n {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"breached":true`...)
+	}
 	return append(dst, '}'), nil
 }
 

@@ -124,6 +124,34 @@ type Conversation struct {
 	WindowOpen            bool      `json:"window_open" expr:"window_open"`
 	Messages              int       `json:"messages" expr:"messages"`
 	Contact               string    `json:"contact,omitempty" expr:"-"`
+	SLA                   SLAStatus `json:"sla,omitzero" expr:"sla"`
+}
+
+// SLA clock states.
+const (
+	SLARunning = "running"
+	SLAPaused  = "paused"
+	SLAStopped = "stopped"
+)
+
+// SLAStatus is where a conversation stands against its SLA policy: the
+// policy that applies now and each metric's clock. It is empty when the
+// rule set has no SLA policies.
+type SLAStatus struct {
+	Policy        string    `json:"policy,omitempty" expr:"policy"`
+	FirstResponse SLAMetric `json:"first_response,omitzero" expr:"first_response"`
+	NextResponse  SLAMetric `json:"next_response,omitzero" expr:"next_response"`
+	Resolution    SLAMetric `json:"resolution,omitzero" expr:"resolution"`
+}
+
+// SLAMetric is one metric's clock in the current stretch: its state, its
+// deadline under the applying policy (zero when paused or when the policy
+// does not measure it) and whether the deadline passed before the clock
+// stopped.
+type SLAMetric struct {
+	State    string    `json:"state,omitempty" expr:"state"`
+	DueAt    time.Time `json:"due_at,omitzero" expr:"due_at"`
+	Breached bool      `json:"breached,omitempty" expr:"breached"`
 }
 
 // HasTag reports whether the conversation carries tag.
