@@ -84,6 +84,7 @@ func newCompiler(c *collector, reg *actions.Registry) *compiler {
 			params: map[string]any{}, lists: map[string][]string{},
 			teams: map[string]*Team{}, agents: map[string]*Agent{},
 			byType: map[string][]*Rule{}, kwTypes: map[string]bool{}, defaultETA: 5,
+			calendars: map[string]*Calendar{},
 		},
 		macros:   map[string]*macro{},
 		builder:  textmatch.NewBuilder(),
@@ -123,11 +124,29 @@ func (cp *compiler) build(files []*rawFile) *Set {
 	teams := &definer{c: cp.c, kind: "team"}
 	agents := &definer{c: cp.c, kind: "agent"}
 	rules := &definer{c: cp.c, kind: "rule"}
+	calendars := &definer{c: cp.c, kind: "business_hours calendar"}
+	policies := &definer{c: cp.c, kind: "SLA policy"}
+	calendarNames := map[string]bool{}
+	var rawPolicies []rawPolicy
 
 	var rawRules, dupRules []rawRule
 	for _, f := range files {
-		for name, p := range f.sections {
-			cp.c.errorf(p, "%s is not supported yet: SLA policies and business hours arrive in a later release", name)
+		for _, rc := range f.calendars {
+			if !ruleNameRE.MatchString(rc.name) {
+				cp.c.errorf(rc.pos, "calendar name %q must match [a-z0-9][a-z0-9_-]*", rc.name)
+			}
+			if !calendars.define(rc.name, rc.pos) {
+				continue
+			}
+			calendarNames[rc.name] = true
+			if c := cp.calendar(rc); c != nil {
+				s.calendars[rc.name] = c
+			}
+		}
+		for _, rp := range f.policies {
+			if policies.define(rp.name, rp.namePos) {
+				rawPolicies = append(rawPolicies, rp)
+			}
 		}
 		for _, p := range f.params {
 			if !cp.identName("param", p.name, p.pos) || !params.define(p.name, p.pos) {
@@ -208,6 +227,11 @@ func (cp *compiler) build(files []*rawFile) *Set {
 
 	cp.envTypes()
 	cp.checkMacros()
+	for _, rp := range rawPolicies {
+		if pol := cp.policy(rp, calendarNames); pol != nil {
+			s.policies = append(s.policies, pol)
+		}
+	}
 	for i, r := range rawRules {
 		if rule := cp.rule(r, i); rule != nil {
 			s.rules = append(s.rules, rule)
@@ -221,6 +245,7 @@ func (cp *compiler) build(files []*rawFile) *Set {
 	s.matcher = cp.builder.Build()
 	cp.index()
 	cp.warnings(params.where, lists.where)
+	cp.slaWarnings()
 	return s
 }
 
@@ -367,9 +392,10 @@ func structOf(names []string, value func(string) any) (any, reflect.Type) {
 
 // Hidden functions the rewriter calls; rule authors use the public names.
 const (
-	fnInList = "__in_list"
-	fnRegexp = "__regexp"
-	fnMatchs = "Matches" // matches( renamed before parsing: see renameMatches
+	fnInList  = "__in_list"
+	fnRegexp  = "__regexp"
+	fnInHours = "__in_hours"
+	fnMatchs  = "Matches" // matches( renamed before parsing: see renameMatches
 )
 
 func (cp *compiler) functions() []expr.Option {
@@ -416,8 +442,11 @@ func (cp *compiler) functions() []expr.Option {
 			return p[0].(time.Time).Sub(p[1].(time.Time)).Hours(), nil
 		}, new(func(time.Time, time.Time) float64)),
 		expr.Function("in_business_hours", func(p ...any) (any, error) {
-			return false, errors.New("in_business_hours is not supported yet")
+			return nil, errCalendarName // only literal names are rewritten to __in_hours
 		}, new(func(string) bool)),
+		expr.Function(fnInHours, func(p ...any) (any, error) {
+			return s.calendarList[p[1].(int)].Cal.Open(p[0].(time.Time)), nil
+		}, new(func(time.Time, int) bool)),
 	}
 }
 
@@ -802,7 +831,39 @@ func (r *rewriter) Visit(n *ast.Node) {
 				r.errs = append(r.errs, patchErr{off: loc.From, msg: fmt.Sprintf("%s takes one argument, a time", id.Value)})
 			}
 		case "in_business_hours":
-			r.errs = append(r.errs, patchErr{off: loc.From, msg: "in_business_hours is not supported yet: business hours arrive with SLA policies"})
+			lit, ok := x.Arguments[0].(*ast.StringNode)
+			if len(x.Arguments) != 1 || !ok {
+				r.errs = append(r.errs, patchErr{off: loc.From, msg: errCalendarName.Error()})
+				return
+			}
+			c := r.cp.set.calendars[lit.Value]
+			if c == nil {
+				var names []string
+				for n := range r.cp.set.calendars {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				msg := fmt.Sprintf("in_business_hours: unknown business_hours calendar %q", lit.Value)
+				if sg := suggest(lit.Value, names); sg != "" {
+					msg += fmt.Sprintf(" (did you mean %s?)", sg)
+				}
+				r.errs = append(r.errs, patchErr{off: lit.Location().From, msg: msg})
+				return
+			}
+			r.cp.used["calendar:"+c.Name] = true
+			idx := -1
+			for i, e := range r.cp.set.calendarList {
+				if e == c {
+					idx = i
+				}
+			}
+			if idx < 0 {
+				idx = len(r.cp.set.calendarList)
+				r.cp.set.calendarList = append(r.cp.set.calendarList, c)
+			}
+			now := &ast.IdentifierNode{Value: "now"}
+			now.SetLocation(loc)
+			*n = hiddenCall(loc, fnInHours, now, idx)
 		}
 	}
 }

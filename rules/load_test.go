@@ -1107,7 +1107,7 @@ rules:
 			want: []string{`rules/a.yaml:5:29: cannot use string as argument (type time.Time) to call hours_since`},
 		},
 		{
-			name: "in_business_hours is not supported yet",
+			name: "in_business_hours with an unknown calendar",
 			files: one(`version: 1
 rules:
   - name: r
@@ -1115,10 +1115,10 @@ rules:
     when: in_business_hours("office")
     actions: [ask_bot]
 `),
-			want: []string{`rules/a.yaml:5:11: in_business_hours is not supported yet: business hours arrive with SLA policies`},
+			want: []string{`rules/a.yaml:5:29: in_business_hours: unknown business_hours calendar "office"`},
 		},
 
-		// Sections of a later release.
+		// A calendar without opening hours (more in sla_test.go).
 		{
 			name: "business_hours and sla",
 			files: one(`version: 1
@@ -1130,8 +1130,7 @@ sla:
     first_response: 2m
 `),
 			want: []string{
-				`rules/a.yaml:2:1: business_hours is not supported yet: SLA policies and business hours arrive in a later release`,
-				`rules/a.yaml:5:1: sla is not supported yet: SLA policies and business hours arrive in a later release`,
+				`rules/a.yaml:3:3: calendar "office" needs weekly opening hours`,
 			},
 		},
 

@@ -15,15 +15,16 @@ import (
 // cross-file check or compilation. Nothing outside this package sees them.
 
 type rawFile struct {
-	src      *source
-	version  int
-	hasVer   bool
-	params   []rawNamed
-	lists    []rawNamed
-	macros   []rawNamed
-	teams    []rawTeam
-	rules    []rawRule
-	sections map[string]Pos // "business_hours", "sla" when present
+	src       *source
+	version   int
+	hasVer    bool
+	params    []rawNamed
+	lists     []rawNamed
+	macros    []rawNamed
+	teams     []rawTeam
+	rules     []rawRule
+	calendars []rawCalendar
+	policies  []rawPolicy
 }
 
 // rawNamed is a param, list or macro: a name and its value node.
@@ -209,7 +210,7 @@ func (p *walker) unknown(k *yaml.Node, what string, known []string) {
 var topKeys = []string{"version", "params", "lists", "macros", "teams", "business_hours", "sla", "rules"}
 
 func (p *walker) file(data []byte) *rawFile {
-	f := &rawFile{src: p.src, sections: map[string]Pos{}}
+	f := &rawFile{src: p.src}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
@@ -256,8 +257,16 @@ func (p *walker) file(data []byte) *rawFile {
 			for _, pv := range p.pairs(v, "teams") {
 				f.teams = append(f.teams, p.team(pv[0], pv[1]))
 			}
-		case "business_hours", "sla":
-			f.sections[k.Value] = p.src.pos(k)
+		case "business_hours":
+			for _, kv := range p.pairs(v, "business_hours") {
+				f.calendars = append(f.calendars, p.calendar(kv[0], kv[1]))
+			}
+		case "sla":
+			for _, pn := range p.seq(v, "sla") {
+				if pol, ok := p.policy(pn); ok {
+					f.policies = append(f.policies, pol)
+				}
+			}
 		case "rules":
 			for i, rn := range p.seq(v, "rules") {
 				if r, ok := p.rule(rn, i); ok {
@@ -477,3 +486,125 @@ func yamlErrMsg(err error) string {
 }
 
 var _ = fmt.Sprint
+
+// rawValue is a scalar with its position.
+type rawValue struct {
+	s   string
+	pos Pos
+}
+
+type rawCalendar struct {
+	name     string
+	pos      Pos
+	timezone rawValue
+	weekly   map[string][]rawValue // day key as written
+	dayPos   map[string]Pos
+	days     []string // day keys in file order
+	holidays []rawValue
+	complete bool // timezone and weekly were given
+}
+
+type rawPolicy struct {
+	src       *source
+	name      string
+	pos       Pos
+	namePos   Pos
+	when      *yaml.Node
+	durations map[string]rawValue // first_response, next_response, resolution
+	calendar  rawValue
+	warn      rawValue
+}
+
+var calendarKeys = []string{"timezone", "weekly", "holidays"}
+var policyKeys = []string{"name", "when", "first_response", "next_response", "resolution", "business_hours", "warn_before"}
+
+func (p *walker) calendar(k, v *yaml.Node) rawCalendar {
+	c := rawCalendar{name: k.Value, pos: p.src.pos(k), weekly: map[string][]rawValue{}, dayPos: map[string]Pos{}}
+	hasTZ, hasWeekly := false, false
+	for _, kv := range p.pairs(v, "calendar "+strconv.Quote(k.Value)) {
+		switch kv[0].Value {
+		case "timezone":
+			hasTZ = true
+			if s, ok := p.str(kv[1], "timezone"); ok {
+				c.timezone = rawValue{s, p.src.pos(kv[1])}
+			}
+		case "weekly":
+			hasWeekly = true
+			for _, dv := range p.pairs(kv[1], "weekly") {
+				day := dv[0].Value
+				c.days = append(c.days, day)
+				c.dayPos[day] = p.src.pos(dv[0])
+				c.weekly[day] = []rawValue{}
+				for _, in := range p.seq(dv[1], "weekly "+day) {
+					if s, ok := p.str(in, "an opening interval"); ok {
+						c.weekly[day] = append(c.weekly[day], rawValue{s, p.src.pos(in)})
+					}
+				}
+			}
+		case "holidays":
+			for _, hn := range p.seq(kv[1], "holidays") {
+				if s, ok := p.str(hn, "a holiday"); ok {
+					c.holidays = append(c.holidays, rawValue{s, p.src.pos(hn)})
+				}
+			}
+		default:
+			p.unknown(kv[0], "a business_hours calendar", calendarKeys)
+		}
+	}
+	if !hasTZ {
+		p.c.errorf(c.pos, "calendar %q needs a timezone (an IANA name like Asia/Kolkata)", c.name)
+	}
+	if !hasWeekly {
+		p.c.errorf(c.pos, "calendar %q needs weekly opening hours", c.name)
+	}
+	c.complete = hasTZ && hasWeekly
+	return c
+}
+
+func (p *walker) policy(n *yaml.Node) (rawPolicy, bool) {
+	pol := rawPolicy{src: p.src, pos: p.src.pos(n), durations: map[string]rawValue{}}
+	if n.Kind != yaml.MappingNode {
+		p.c.errorf(p.src.pos(n), "an SLA policy must be a mapping, not %s", kindName(n))
+		return pol, false
+	}
+	for _, kv := range p.pairs(n, "an SLA policy") {
+		k, v := kv[0], kv[1]
+		switch k.Value {
+		case "name":
+			if s, ok := p.str(v, "name"); ok {
+				pol.name, pol.namePos = s, p.src.pos(v)
+				if !ruleNameRE.MatchString(s) {
+					p.c.errorf(p.src.pos(v), "SLA policy name %q must match [a-z0-9][a-z0-9_-]*", s)
+				}
+			}
+		case "when":
+			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+				p.c.errorf(p.src.pos(v), "when must be an expression, not %s", kindName(v))
+				continue
+			}
+			pol.when = v
+		case "first_response", "next_response", "resolution":
+			if s, ok := p.str(v, k.Value); ok {
+				pol.durations[k.Value] = rawValue{s, p.src.pos(v)}
+			}
+		case "business_hours":
+			if s, ok := p.str(v, "business_hours"); ok {
+				pol.calendar = rawValue{s, p.src.pos(v)}
+			}
+		case "warn_before":
+			if s, ok := p.str(v, "warn_before"); ok {
+				pol.warn = rawValue{s, p.src.pos(v)}
+			}
+		default:
+			p.unknown(k, "an SLA policy", policyKeys)
+		}
+	}
+	if pol.name == "" {
+		p.c.errorf(pol.pos, "an SLA policy needs a name")
+		return pol, false
+	}
+	if len(pol.durations) == 0 {
+		p.c.errorf(pol.pos, "SLA policy %q measures nothing: give first_response, next_response or resolution", pol.name)
+	}
+	return pol, true
+}

@@ -31,6 +31,10 @@ type Set struct {
 	regexps     []regexpEntry
 	defaultETA  int
 	warnings    Errors
+
+	calendars    map[string]*Calendar
+	calendarList []*Calendar // indexed by the __in_hours rewrite
+	policies     []*SLAPolicy
 }
 
 // Version is the rule set's version: sha256: and 12 hex digits over every
