@@ -106,7 +106,14 @@ type pass struct {
 	d       *schemas.Decision
 	rule    *rules.Rule
 	action  int
+	phase   int // phaseBefore, phaseRules or phaseAfter
 }
+
+const (
+	phaseBefore = iota
+	phaseRules
+	phaseAfter
+)
 
 // Process evaluates one event and returns its decision. An event that is
 // malformed is refused with an error wrapping ErrInvalidEvent and changes
@@ -134,6 +141,10 @@ func (e *Engine) Process(set *rules.Set, ev *schemas.Event) (schemas.Decision, e
 	env := e.env
 	convState, contact := p.views()
 	env.Bind(ev, convState, contact, &p.convOrEmpty().assigneeView, p.eta())
+	p.phase = phaseBefore
+	p.slaUpdate()
+	env.SetETA(p.eta())
+	p.phase = phaseRules
 
 	candidates := set.Candidates(ev.Type)
 	for i, r := range candidates {
@@ -153,6 +164,7 @@ func (e *Engine) Process(set *rules.Set, ev *schemas.Event) (schemas.Decision, e
 		for ai, a := range r.Actions {
 			p.action = ai
 			d.Actions = append(d.Actions, p.fire(a, env))
+			p.slaUpdate()
 			env.SetETA(p.eta())
 		}
 		if r.Stop {
@@ -166,6 +178,8 @@ func (e *Engine) Process(set *rules.Set, ev *schemas.Event) (schemas.Decision, e
 	}
 
 	p.after()
+	p.phase = phaseAfter
+	p.slaUpdate()
 	if p.conv != nil {
 		c := p.conv.Conversation
 		c.Tags = append([]string{}, c.Tags...)
@@ -265,6 +279,7 @@ func (p *pass) before() {
 			c.Status, c.Handler, c.BotTurns = schemas.StatusOpen, schemas.HandlerBot, 0
 			c.Escalated, c.EscalationReason = false, ""
 			c.OpenedAt = ev.At
+			c.sla.newStretch()
 		} else if c.Status == schemas.StatusPending {
 			p.setStatus(schemas.StatusOpen)
 		}
@@ -295,6 +310,8 @@ func (p *pass) before() {
 		}
 	case schemas.ConversationResolved:
 		p.setStatus(schemas.StatusResolved)
+	case schemas.SLAWarning, schemas.SLABreached:
+		p.slaEvent()
 	case schemas.ContactOptedOut:
 		p.contact.OptedOut = true
 	case schemas.ContactOptedIn:
@@ -322,7 +339,14 @@ func (p *pass) window() {
 	}
 }
 
-func (p *pass) eta() int { return p.set.DefaultETA() }
+// eta is what eta_minutes promises: the minutes left to the running
+// first- or next-response deadline, or params.default_eta_minutes.
+func (p *pass) eta() int {
+	if m, ok := p.slaETA(); ok {
+		return m
+	}
+	return p.set.DefaultETA()
+}
 
 // setAssignee changes the assignee, keeping agents' open counts true.
 func (p *pass) setAssignee(agent string) {

@@ -23,6 +23,7 @@ type Conv struct {
 
 	assigneeView schemas.Assignee
 	queued       bool
+	sla          slaState
 }
 
 // AgentState is what the engine knows of an agent at run time.
@@ -55,6 +56,9 @@ type Memory struct {
 
 	freed       bool       // capacity or an agent's status changed since the last drain
 	drainedWith *rules.Set // the set the queues were last drained under
+
+	deadlines deadlines // planned SLA events, earliest first
+	seq       int       // insertion order, to break ties between deadlines
 }
 
 // NewMemory returns empty state.
