@@ -58,7 +58,11 @@ type Step struct {
 	After    time.Duration // clock advance before this event, when At is not given
 	HasAfter bool
 	HasAt    bool
-	Expect   []Expectation
+	// Wait, on a step with no event, moves the clock and only fires the
+	// SLA deadlines that fall due; expect: fired: says what they did.
+	Wait   time.Duration
+	IsWait bool
+	Expect []Expectation
 }
 
 // Expectation is one key under expect:, checked against the decision.
@@ -71,8 +75,11 @@ type Expectation struct {
 var (
 	fileKeys   = []string{"version", "defaults", "tests"}
 	caseKeys   = []string{"name", "agents", "state", "start", "events"}
-	expectKeys = []string{"matched", "not_matched", "actions", "actions_include", "conversation", "contact", "errors", "duplicate", "assignments"}
-	eventShort = []string{"message", "bot", "after", "expect"}
+	expectKeys = []string{"matched", "not_matched", "actions", "actions_include", "conversation", "contact", "errors", "duplicate", "assignments", "fired"}
+	eventShort = []string{"message", "bot", "after", "wait", "expect"}
+	// firedKeys are what an entry of expect: fired: may say of one SLA
+	// decision: which deadline it was, and what the rules did.
+	firedKeys = []string{"type", "metric", "policy", "matched", "not_matched", "actions", "actions_include", "conversation", "errors"}
 )
 
 type parser struct {
@@ -259,7 +266,7 @@ func jsonFields(v any) map[string]bool {
 		out[k] = true
 	}
 	// omitzero fields do not show on a zero value; list them by hand.
-	for _, k := range []string{"opened_at", "first_response_at", "last_customer_message_at", "last_agent_message_at", "contact"} {
+	for _, k := range []string{"opened_at", "first_response_at", "last_customer_message_at", "last_agent_message_at", "contact", "sla"} {
 		out[k] = true
 	}
 	return out
@@ -297,6 +304,12 @@ func (p *parser) step(n *yaml.Node, i int, c *Case, defaults map[string]any) *St
 				p.errorf(v, "after must be a duration like 30s, 5m or 25h")
 			}
 			st.After, st.HasAfter = d, true
+		case "wait":
+			d, err := time.ParseDuration(v.Value)
+			if err != nil || d <= 0 {
+				p.errorf(v, "wait must be a duration like 30s, 5m or 25h")
+			}
+			st.Wait, st.IsWait = d, true
 		case "expect":
 			for _, ev := range p.pairs(v, "expect") {
 				if !contains(expectKeys, ev[0].Value) {
@@ -325,6 +338,19 @@ func (p *parser) step(n *yaml.Node, i int, c *Case, defaults map[string]any) *St
 			}
 			fields[k.Value] = v2
 		}
+	}
+	if st.IsWait {
+		if len(fields) > len(defaults) || st.HasAfter {
+			p.errorf(n, "step %d: wait: moves the clock without an event; give it only expect: fired:", i+1)
+			return nil
+		}
+		for _, e := range st.Expect {
+			if e.Key != "fired" {
+				p.errorf(n, "step %d: after a wait: only expect: fired: applies (there is no event to check %s on)", i+1, e.Key)
+				return nil
+			}
+		}
+		return st
 	}
 	if _, ok := fields["id"]; !ok {
 		fields["id"] = fmt.Sprintf("%s#%d", c.Name, i+1)
@@ -384,6 +410,27 @@ func (p *parser) checkExpect(key string, want any) error {
 	case "contact":
 		if _, ok := want.(map[string]any); !ok {
 			return fmt.Errorf("must be a mapping of contact fields")
+		}
+	case "fired":
+		l, ok := want.([]any)
+		if !ok {
+			return fmt.Errorf("must be a list of SLA decisions like `- {type: sla.breached, metric: first_response}`")
+		}
+		for _, e := range l {
+			m, ok := e.(map[string]any)
+			if !ok {
+				return fmt.Errorf("each entry is a mapping like `{type: sla.breached, metric: first_response}`")
+			}
+			for k, v := range m {
+				if !contains(firedKeys, k) {
+					return fmt.Errorf("unknown key %q in a fired entry (known: %s)", k, strings.Join(firedKeys, ", "))
+				}
+				if k != "type" && k != "metric" && k != "policy" {
+					if err := p.checkExpect(k, v); err != nil {
+						return fmt.Errorf("%s: %w", k, err)
+					}
+				}
+			}
 		}
 	case "duplicate":
 		if _, ok := want.(bool); !ok {

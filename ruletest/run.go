@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/rules"
@@ -78,6 +79,12 @@ func (c *Case) Run(set *rules.Set) Result {
 		eng.Seed(set, conv, contact)
 	}
 	for i, st := range c.Events {
+		if st.IsWait {
+			clock = clock.Add(st.Wait)
+			fired := eng.FireDue(set, clock)
+			res.Failures = append(res.Failures, checkFired(st, i, fired, eng)...)
+			continue
+		}
 		ev := st.Event
 		if st.HasAt {
 			clock = ev.At
@@ -93,6 +100,13 @@ func (c *Case) Run(set *rules.Set) Result {
 			}
 			ev.At = clock
 		}
+		if err := engine.Validate(&ev); err != nil {
+			res.Failures = append(res.Failures, Failure{Pos: st.Pos, Msg: fmt.Sprintf("event %d: %v", i+1, err)})
+			continue
+		}
+		// Deadlines due by this event's time fire first, as in replay.
+		fired := eng.FireDue(set, ev.At)
+		res.Failures = append(res.Failures, checkFired(st, i, fired, eng)...)
 		d, err := eng.Process(set, &ev)
 		if err != nil {
 			res.Failures = append(res.Failures, Failure{Pos: st.Pos, Msg: fmt.Sprintf("event %d: %v", i+1, err)})
@@ -101,6 +115,54 @@ func (c *Case) Run(set *rules.Set) Result {
 		res.Failures = append(res.Failures, check(st, i, d, eng)...)
 	}
 	return res
+}
+
+// checkFired checks the SLA decisions that fired before step i against its
+// expect: fired:, entry by entry, in order. Without fired: they are held to
+// the same standard as any decision: no unexpected errors or failures.
+func checkFired(st *Step, i int, fired []schemas.Decision, eng *engine.Engine) []Failure {
+	var want []any
+	var pos rules.Pos
+	given := false
+	for _, e := range st.Expect {
+		if e.Key == "fired" {
+			want, pos, given = e.Want.([]any), e.Pos, true
+		}
+	}
+	var fails []Failure
+	where := fmt.Sprintf("step %d", i+1)
+	if given && len(want) != len(fired) {
+		var got []string
+		for _, d := range fired {
+			got = append(got, d.Event.Type+" "+d.Event.SLA.Metric+" at "+d.Event.At.UTC().Format(time.RFC3339))
+		}
+		return []Failure{{Pos: pos, Msg: where + ": fired SLA events differ in number", Want: show(want), Got: show(got)}}
+	}
+	for j, d := range fired {
+		sub := &Step{Pos: st.Pos}
+		if given {
+			sub.Pos = pos
+			m := want[j].(map[string]any)
+			info := map[string]any{"type": d.Event.Type, "metric": d.Event.SLA.Metric, "policy": d.Event.SLA.Policy}
+			for _, k := range []string{"type", "metric", "policy"} {
+				if w, ok := m[k]; ok {
+					if ok, _ := match(w, info[k]); !ok {
+						fails = append(fails, Failure{Pos: pos, Msg: fmt.Sprintf("%s: fired %d: %s differs", where, j+1, k), Want: show(w), Got: show(info[k])})
+					}
+				}
+			}
+			for _, k := range sortedKeys(m) {
+				if k != "type" && k != "metric" && k != "policy" {
+					sub.Expect = append(sub.Expect, Expectation{Key: k, Pos: pos, Want: m[k]})
+				}
+			}
+		}
+		for _, f := range check(sub, i, d, eng) {
+			f.Msg = fmt.Sprintf("%s: fired %d (%s %s): %s", where, j+1, d.Event.Type, d.Event.SLA.Metric, strings.SplitN(f.Msg, ": ", 2)[1])
+			fails = append(fails, f)
+		}
+	}
+	return fails
 }
 
 func check(st *Step, i int, d schemas.Decision, eng *engine.Engine) []Failure {

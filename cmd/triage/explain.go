@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/rules"
@@ -40,11 +41,22 @@ type ruleReport struct {
 	Clauses   []clauseReport `json:"clauses,omitempty"`
 }
 
+// policyReport is explain's account of one SLA policy after the event.
+type policyReport struct {
+	Policy  string `json:"policy"`
+	Pos     string `json:"position"`
+	When    string `json:"when,omitempty"`
+	Applies bool   `json:"applies"`
+	Chosen  bool   `json:"chosen,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
 type explainReport struct {
 	Event    schemas.Event    `json:"event"`
 	RuleSet  string           `json:"ruleset"`
 	Rules    []ruleReport     `json:"rules"`
 	Disabled []string         `json:"disabled,omitempty"`
+	SLA      []policyReport   `json:"sla,omitempty"`
 	Decision schemas.Decision `json:"decision"`
 }
 
@@ -106,6 +118,17 @@ func (c *explainCmd) Run(io stdio, code *int) error {
 		return usageError{err}
 	}
 	rep.Decision = d
+	chosen := false
+	for _, pc := range eng.CheckPolicies(set, ev) {
+		pr := policyReport{Policy: pc.Policy.Name, Pos: pc.Policy.Pos.String(), When: pc.Policy.When, Applies: pc.Applies}
+		if pc.Err != nil {
+			pr.Error = pc.Err.Error()
+		}
+		if pc.Applies && !chosen {
+			pr.Chosen, chosen = true, true
+		}
+		rep.SLA = append(rep.SLA, pr)
+	}
 	if c.Format == "json" {
 		enc := json.NewEncoder(io.out)
 		enc.SetEscapeHTML(false)
@@ -261,6 +284,46 @@ func printExplain(w io.Writer, rep explainReport) {
 	if c := d.Conversation; c != nil {
 		fmt.Fprintf(w, "conversation after: status=%s handler=%s assignee=%q team=%q priority=%s tags=%v bot_turns=%d escalated=%v\n",
 			c.Status, c.Handler, c.Assignee, c.Team, c.Priority, c.Tags, c.BotTurns, c.Escalated)
+	}
+	if len(rep.SLA) > 0 {
+		fmt.Fprintln(w, "\nSLA policies after the event (the first that applies is chosen):")
+		for _, p := range rep.SLA {
+			label := "no"
+			switch {
+			case p.Error != "":
+				label = "ERROR"
+			case p.Chosen:
+				label = "CHOSEN"
+			case p.Applies:
+				label = "applies"
+			}
+			when := p.When
+			if when == "" {
+				when = "(none: always applies)"
+			}
+			fmt.Fprintf(w, "  %-8s %s  when: %s  %s\n", label, p.Policy, oneLine(when), p.Pos)
+			if p.Error != "" {
+				fmt.Fprintf(w, "           error: %s\n", oneLine(p.Error))
+			}
+		}
+		if c := d.Conversation; c != nil {
+			for _, m := range []struct {
+				name string
+				m    schemas.SLAMetric
+			}{{"first_response", c.SLA.FirstResponse}, {"next_response", c.SLA.NextResponse}, {"resolution", c.SLA.Resolution}} {
+				if m.m.State == "" {
+					continue
+				}
+				line := fmt.Sprintf("  %-15s %s", m.name, m.m.State)
+				if !m.m.DueAt.IsZero() {
+					line += ", due " + m.m.DueAt.Format(time.RFC3339)
+				}
+				if m.m.Breached {
+					line += ", BREACHED"
+				}
+				fmt.Fprintln(w, line)
+			}
+		}
 	}
 }
 

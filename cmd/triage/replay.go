@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 
@@ -18,6 +19,7 @@ import (
 type replayCmd struct {
 	Rules  string `required:"" help:"Rule directory."`
 	Events string `required:"" help:"JSON Lines event file, or - for standard input."`
+	Until  string `help:"After the last event, fire the SLA deadlines due up to this RFC 3339 time."`
 }
 
 func (c *replayCmd) Run(io stdio, code *int) error {
@@ -30,7 +32,13 @@ func (c *replayCmd) Run(io stdio, code *int) error {
 		return err
 	}
 	defer in.Close()
-	bad, err := replay(set, in, c.Events, io.out, io.err)
+	var until time.Time
+	if c.Until != "" {
+		if until, err = time.Parse(time.RFC3339, c.Until); err != nil {
+			return usagef("--until: %q is not an RFC 3339 time like 2026-11-21T18:00:00Z", c.Until)
+		}
+	}
+	bad, err := replay(set, in, c.Events, io.out, io.err, until)
 	if err != nil {
 		return err
 	}
@@ -60,12 +68,33 @@ func loadRules(dir string, io stdio) (*rules.Set, error) {
 // replay evaluates every event of r and writes decisions to w. A line that
 // is not a valid event is reported on errw with its line number and
 // skipped, so one bad line does not hide the rest of a day's stream.
-func replay(set *rules.Set, r io.Reader, name string, w, errw io.Writer) (bad int, err error) {
+//
+// Before each event, every SLA deadline due at or before its time fires
+// first, in deadline order; after the last, those due up to until (when it
+// is not zero).
+func replay(set *rules.Set, r io.Reader, name string, w, errw io.Writer, until time.Time) (bad int, err error) {
 	eng := engine.New()
 	br := bufio.NewReaderSize(r, 1<<16)
 	bw := bufio.NewWriterSize(w, 1<<16)
 	defer bw.Flush()
 	var out []byte
+	emit := func(d *schemas.Decision, lineNo int) error {
+		if out, err = schemas.AppendDecision(out[:0], d); err != nil {
+			return fmt.Errorf("encode decision for %s:%d: %w", name, lineNo, err)
+		}
+		if _, err := bw.Write(append(out, '\n')); err != nil {
+			return fmt.Errorf("write decision: %w", err)
+		}
+		return nil
+	}
+	fire := func(at time.Time, lineNo int) error {
+		for _, d := range eng.FireDue(set, at) {
+			if err := emit(&d, lineNo); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	warned := map[string]bool{}
 	for lineNo := 1; ; lineNo++ {
 		line, rerr := br.ReadBytes('\n')
@@ -83,22 +112,29 @@ func replay(set *rules.Set, r io.Reader, name string, w, errw io.Writer) (bad in
 				ev = schemas.Event{}
 				err = decodeEventLenient(line, &ev)
 			}
+			if err == nil {
+				err = engine.Validate(&ev)
+			}
 			if err != nil {
-				fmt.Fprintf(errw, "%s:%d: invalid JSON: %v\n", name, lineNo, err)
-				bad++
-			} else if d, err := eng.Process(set, &ev); err != nil {
-				fmt.Fprintf(errw, "%s:%d: %v\n", name, lineNo, err)
+				fmt.Fprintf(errw, "%s:%d: %v\n", name, lineNo, invalidLine(err))
 				bad++
 			} else {
-				if out, err = schemas.AppendDecision(out[:0], &d); err != nil {
-					return bad, fmt.Errorf("encode decision for %s:%d: %w", name, lineNo, err)
+				if err := fire(ev.At, lineNo); err != nil {
+					return bad, err
 				}
-				if _, err := bw.Write(append(out, '\n')); err != nil {
-					return bad, fmt.Errorf("write decision: %w", err)
+				d, err := eng.Process(set, &ev)
+				if err != nil {
+					fmt.Fprintf(errw, "%s:%d: %v\n", name, lineNo, err)
+					bad++
+				} else if err := emit(&d, lineNo); err != nil {
+					return bad, err
 				}
 			}
 		}
 		if rerr == io.EOF {
+			if !until.IsZero() {
+				return bad, fire(until, lineNo)
+			}
 			return bad, nil
 		}
 		if rerr != nil {
@@ -140,4 +176,13 @@ func decodeEvent(data []byte, ev *schemas.Event) (string, error) {
 // decodeEventLenient reads an event whatever unknown members it has.
 func decodeEventLenient(data []byte, ev *schemas.Event) error {
 	return jsonv2.Unmarshal(data, ev, jsonv2.MatchCaseInsensitiveNames(true))
+}
+
+// invalidLine says what is wrong with a line: JSON that does not parse, or
+// an event the engine refuses.
+func invalidLine(err error) error {
+	if errors.Is(err, engine.ErrInvalidEvent) {
+		return err
+	}
+	return fmt.Errorf("invalid JSON: %w", err)
 }

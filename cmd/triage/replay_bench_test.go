@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -149,7 +150,7 @@ func BenchmarkReplay(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			bad, err := replay(f.set, bytes.NewReader(f.data), "bench.jsonl", io.Discard, io.Discard)
+			bad, err := replay(f.set, bytes.NewReader(f.data), "bench.jsonl", io.Discard, io.Discard, time.Time{})
 			if err != nil || bad != 0 {
 				b.Fatalf("replay: %d bad, %v", bad, err)
 			}
@@ -162,7 +163,7 @@ func BenchmarkReplay(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			bad, err := replay(bf.set, bytes.NewReader(bf.data), "bench.jsonl", io.Discard, io.Discard)
+			bad, err := replay(bf.set, bytes.NewReader(bf.data), "bench.jsonl", io.Discard, io.Discard, time.Time{})
 			if err != nil || bad != 0 {
 				b.Fatalf("replay: %d bad, %v", bad, err)
 			}
@@ -305,7 +306,7 @@ func TestReplayBenchmarkInput(t *testing.T) {
 	for _, abandoned := range streams {
 		f := newReplayFixture(t, abandoned)
 		var out, errs bytes.Buffer
-		bad, err := replay(f.set, bytes.NewReader(f.data), "bench.jsonl", &out, &errs)
+		bad, err := replay(f.set, bytes.NewReader(f.data), "bench.jsonl", &out, &errs, time.Time{})
 		if err != nil || bad != 0 {
 			t.Fatalf("replay: %d bad, %v\n%s", bad, err, errs.String())
 		}
