@@ -349,3 +349,59 @@ func TestReplayBenchmarkInput(t *testing.T) {
 			100*abandoned, n, len(f.data), outBytes, types, counts, assigned, queued, drained)
 	}
 }
+
+// The SLA week: a generated week of traffic for 500 conversations through
+// the examples (whose SLA policies run on an office calendar), replayed
+// with --until two days after the last event so every deadline fires.
+const (
+	slaWeekEvents        = 10_000
+	slaWeekConversations = 500
+)
+
+// BenchmarkReplaySLAWeek measures the issue's SLA figure: a week of
+// traffic for 500 conversations with --until at the end, against the bare
+// decode + encode of the same stream in the same run.
+func BenchmarkReplaySLAWeek(b *testing.B) {
+	set, err := rules.Load("../../examples/rules", rules.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var agents []string
+	for _, t := range set.Teams() {
+		for _, a := range t.Members {
+			agents = append(agents, a.ID)
+		}
+	}
+	events := benchgen.Stream(benchgen.StreamConfig{
+		Events: slaWeekEvents, Conversations: slaWeekConversations, Active: 40,
+		Seed: benchgen.Seed, Keywords: []string{"human", "refund", "now", "complaint"}, KeywordRate: 0.2,
+		Agents: agents, LowConfidence: 0.3, AgentEpisodes: 0.6,
+		MeanGap: 7 * 24 * time.Hour / slaWeekEvents,
+	})
+	data := benchgen.JSONLines(events)
+	until := events[len(events)-1].At.Add(48 * time.Hour)
+	var out bytes.Buffer
+	if bad, err := replay(set, bytes.NewReader(data), "week.jsonl", &out, io.Discard, until); err != nil || bad != 0 {
+		b.Fatalf("replay: %d bad, %v", bad, err)
+	}
+	fired := bytes.Count(out.Bytes(), []byte(`"type":"sla.`))
+	span := events[len(events)-1].At.Sub(events[0].At)
+	b.Logf("%d events over %s, %d SLA events fired", len(events), span.Round(time.Hour), fired)
+	b.Run("triage", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := replay(set, bytes.NewReader(data), "week.jsonl", io.Discard, io.Discard, until); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(fired), "sla-events/op")
+	})
+	b.Run("decode-encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeEncode(bytes.NewReader(data), io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -179,6 +179,9 @@ type StreamConfig struct {
 	// AgentEpisodes is, in a full stream, the share of episodes in which
 	// an agent replies; 0.5 when unset.
 	AgentEpisodes float64
+	// MeanGap is the mean time between two events; 1.6 s when unset (a
+	// busy inbox). A week of traffic for a small team sets it in minutes.
+	MeanGap time.Duration
 }
 
 type convScript struct {
@@ -211,7 +214,12 @@ func Stream(cfg StreamConfig) []schemas.Event {
 		c := convs[active[k]]
 		typ := c.next[0]
 		c.next = c.next[1:]
-		at = at.Add(time.Duration(200+r.IntN(2800)) * time.Millisecond)
+		if cfg.MeanGap > 0 {
+			// Uniform in [MeanGap/8, 15/8 MeanGap): the same mean, no bursts of zero.
+			at = at.Add(cfg.MeanGap/8 + time.Duration(r.Int64N(int64(cfg.MeanGap)*7/4)))
+		} else {
+			at = at.Add(time.Duration(200+r.IntN(2800)) * time.Millisecond)
+		}
 		ev := schemas.Event{
 			ID:           fmt.Sprintf("ev-%07d", len(out)),
 			Type:         typ,
