@@ -162,8 +162,15 @@ func (cp *compiler) build(files []*rawFile) *Set {
 				continue
 			}
 			pp := &walker{c: cp.c, src: l.src}
-			items := pp.strList(l.value, "list "+l.name)
-			if len(items) == 0 && resolve(l.value).Kind == yaml.SequenceNode {
+			var items []string
+			for _, e := range pp.strListPos(l.value, "list "+l.name) {
+				if len(textmatch.Tokens(e.s)) == 0 {
+					cp.c.errorf(e.pos, "list %q: %q has no letters or digits, so it can never match a whole word", l.name, e.s)
+					continue
+				}
+				items = append(items, e.s)
+			}
+			if n := resolve(l.value); n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
 				cp.c.errorf(l.pos, "list %q is empty", l.name)
 			}
 			s.lists[l.name] = items
@@ -180,6 +187,9 @@ func (cp *compiler) build(files []*rawFile) *Set {
 			n := resolve(m.value)
 			if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || strings.TrimSpace(n.Value) == "" {
 				cp.c.errorf(m.pos, "macro %q must be an expression", m.name)
+				continue
+			}
+			if !(&walker{c: cp.c, src: m.src}).expression(n, "macro") {
 				continue
 			}
 			cp.macros[m.name] = &macro{name: m.name, pos: m.pos, node: n, src: m.src, text: n.Value}
@@ -566,12 +576,22 @@ func (cp *compiler) compile(text string, at exprAt, asBool bool) (compiled, bool
 	if !ok {
 		return compiled{}, false
 	}
+	if asBool && prog.Node().Type().Kind() == reflect.Interface {
+		// AsBool lets through what the checker cannot type (event.text ??
+		// true); every evaluation would then fail at run time.
+		cp.c.errorf(at.pos(0), "must be true or false, but the type of this expression is only known at run time; compare it with something, like ... == true")
+		return compiled{}, false
+	}
 	var root ast.Node
 	if rw.root != nil {
 		root = *rw.root
 	}
 	return compiled{prog: prog, root: root, clean: true}, true
 }
+
+// internalNames maps the hidden functions the rewriter calls back to the
+// names rule authors wrote.
+var internalNames = strings.NewReplacer(fnMatchs, "matches", fnInList, "contains_any", fnRegexp, "matches", fnInHours, "in_business_hours", "[]interface {}", "list")
 
 var (
 	noFieldRE = regexp.MustCompile(`^type (.+) has no field (\S+)$`)
@@ -596,7 +616,7 @@ func receiver(text string, off int) string {
 // friendly rewrites expr's messages into the names rule authors use. recv
 // is the path written before the offending field, when known.
 func (cp *compiler) friendly(msg, recv string) string {
-	msg = strings.TrimSpace(strings.ReplaceAll(msg, fnMatchs, "matches"))
+	msg = strings.TrimSpace(internalNames.Replace(msg))
 	if m := noFieldRE.FindStringSubmatch(msg); m != nil {
 		ti, ok := cp.typeInfo[m[1]]
 		if byPath, found := cp.typeInfo[recv]; found && slices.Contains(byPath.types, m[1]) {
@@ -624,6 +644,12 @@ func (cp *compiler) friendly(msg, recv string) string {
 			out += fmt.Sprintf(" (did you mean %s?)", s)
 		}
 		return out
+	}
+	// A struct made at load prints as struct { F0 ... }: name it.
+	for t, ti := range cp.typeInfo {
+		if strings.HasPrefix(t, "struct") && (ti.name == "params" || ti.name == "lists") {
+			msg = strings.ReplaceAll(msg, t, ti.name)
+		}
 	}
 	return msg
 }
@@ -914,6 +940,10 @@ func (r *rewriter) listArg(fn string, n ast.Node) int {
 		if fn != "contains_word" {
 			return -1
 		}
+		if len(textmatch.Tokens(v.Value)) == 0 {
+			r.errs = append(r.errs, patchErr{off: v.Location().From, msg: fmt.Sprintf("%s: %q has no letters or digits, so it can never match a whole word", fn, v.Value)})
+			return -1
+		}
 		words = []string{v.Value}
 	case *ast.ArrayNode:
 		if fn != "contains_any" {
@@ -922,6 +952,10 @@ func (r *rewriter) listArg(fn string, n ast.Node) int {
 		for _, e := range v.Nodes {
 			s, ok := e.(*ast.StringNode)
 			if !ok {
+				return -1
+			}
+			if len(textmatch.Tokens(s.Value)) == 0 {
+				r.errs = append(r.errs, patchErr{off: s.Location().From, msg: fmt.Sprintf("%s: %q has no letters or digits, so it can never match a whole word", fn, s.Value)})
 				return -1
 			}
 			words = append(words, s.Value)

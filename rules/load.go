@@ -57,12 +57,18 @@ func ReadDir(dir string) (ruleFiles, testFiles []File, err error) {
 	if !info.IsDir() {
 		return nil, nil, fmt.Errorf("read rule directory: %s is not a directory", dir)
 	}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	// A rule directory given as a symbolic link (a release directory, a
+	// mount) is walked where it points; WalkDir does not follow its root.
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read rule directory: %w", err)
+	}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		name := d.Name()
-		if p != dir && strings.HasPrefix(name, ".") {
+		if p != root && strings.HasPrefix(name, ".") {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -84,7 +90,7 @@ func ReadDir(dir string) (ruleFiles, testFiles []File, err error) {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(root, p)
 		if err != nil {
 			return err
 		}

@@ -72,6 +72,44 @@ func TestLoadErrors(t *testing.T) {
 		want  []string
 	}{
 		{
+			name: "a when whose type is only known at run time",
+			files: one(`version: 1
+rules:
+  - name: r
+    on: [message.received]
+    when: event.text ?? true
+    actions: [ask_bot]
+`),
+			want: []string{`rules/a.yaml:5:11: must be true or false, but the type of this expression is only known at run time; compare it with something, like ... == true`},
+		},
+		{
+			name: "list entries and words that can never match a whole word",
+			files: one(`version: 1
+lists:
+  x: ["!!!", ok]
+rules:
+  - name: r
+    on: [message.received]
+    when: contains_any(event.text, lists.x) || contains_word(event.text, "?!")
+    actions: [ask_bot]
+`),
+			want: []string{
+				`rules/a.yaml:3:7: list "x": "!!!" has no letters or digits, so it can never match a whole word`,
+				`rules/a.yaml:7:74: contains_word: "?!" has no letters or digits, so it can never match a whole word`,
+			},
+		},
+		{
+			name: "a when starting with ! is a YAML tag",
+			files: one(`version: 1
+rules:
+  - name: r
+    on: [message.received]
+    when: !bot_handles
+    actions: [ask_bot]
+`),
+			want: []string{`rules/a.yaml:5:11: YAML reads !bot_handles as a tag, not as part of the expression: quote the expression, like '!bot_handles'`},
+		},
+		{
 			name: "a second YAML document is not dropped silently",
 			files: one(`version: 1
 rules: []
@@ -638,7 +676,7 @@ rules:
     when: contains_any(event.text, "now")
     actions: [ask_bot]
 `),
-			want: []string{`rules/a.yaml:5:36: cannot use string as argument (type []interface {}) to call contains_any`},
+			want: []string{`rules/a.yaml:5:36: cannot use string as argument (type list) to call contains_any`},
 		},
 
 		// Positions inside every scalar style. The error is always the

@@ -167,6 +167,31 @@ func (p *walker) str(n *yaml.Node, what string) (string, bool) {
 	return n.Value, true
 }
 
+// strListPos is strList keeping each entry's position.
+func (p *walker) strListPos(n *yaml.Node, what string) []rawValue {
+	var out []rawValue
+	for _, e := range p.seq(n, what) {
+		if s, ok := p.str(e, what+" entry"); ok {
+			if strings.TrimSpace(s) == "" {
+				p.c.errorf(p.src.pos(e), "%s entry must not be empty", what)
+				continue
+			}
+			out = append(out, rawValue{s, p.src.pos(e)})
+		}
+	}
+	return out
+}
+
+// expression checks a when or macro node: YAML reads a leading ! as a tag,
+// which silently drops it from the expression.
+func (p *walker) expression(n *yaml.Node, what string) bool {
+	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+		p.c.errorf(p.src.pos(n), "YAML reads %s as a tag, not as part of the %s: quote the expression, like '%s%s'", n.Tag, what, n.Tag, strings.TrimSpace(" "+n.Value))
+		return false
+	}
+	return true
+}
+
 func (p *walker) strList(n *yaml.Node, what string) []string {
 	var out []string
 	for _, e := range p.seq(n, what) {
@@ -214,7 +239,11 @@ func (p *walker) file(data []byte) *rawFile {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		p.c.errorf(Pos{File: p.src.path, Line: yamlErrLine(err), Col: 1}, "invalid YAML: %s", yamlErrMsg(err))
+		msg := yamlErrMsg(err)
+		if bytes.Contains(data, []byte(": !")) && !bytes.Contains(data, []byte(": !!")) {
+			msg += " (a value that starts with ! is a YAML tag: quote an expression like when: '!bot_handles && ...')"
+		}
+		p.c.errorf(Pos{File: p.src.path, Line: yamlErrLine(err), Col: 1}, "invalid YAML: %s", msg)
 		return nil
 	}
 	// yaml.Unmarshal would read the first document and drop the rest
@@ -395,6 +424,9 @@ func (p *walker) rule(n *yaml.Node, index int) (rawRule, bool) {
 		case "when":
 			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
 				p.c.errorf(p.src.pos(v), "when must be an expression, not %s", kindName(v))
+				continue
+			}
+			if !p.expression(v, "expression") {
 				continue
 			}
 			r.when = v
@@ -580,6 +612,9 @@ func (p *walker) policy(n *yaml.Node) (rawPolicy, bool) {
 		case "when":
 			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
 				p.c.errorf(p.src.pos(v), "when must be an expression, not %s", kindName(v))
+				continue
+			}
+			if !p.expression(v, "expression") {
 				continue
 			}
 			pol.when = v
