@@ -122,6 +122,9 @@ func (e *Engine) Process(set *rules.Set, ev *schemas.Event) (schemas.Decision, e
 	if err := Validate(ev); err != nil {
 		return schemas.Decision{}, err
 	}
+	// One clock for every record: whatever offset an event came with, its
+	// time and everything derived from it print in UTC.
+	ev.At = ev.At.UTC()
 	d := schemas.Decision{Event: *ev}
 	if e.mem.seen[ev.ID] {
 		d.Duplicate = true
@@ -196,7 +199,9 @@ func (p *pass) fire(a *rules.Action, env *rules.Env) schemas.ActionRecord {
 		rec.Outcome, rec.Error = schemas.OutcomeFailed, err.Error()
 		return rec
 	}
-	if p.conv == nil {
+	// Only a Slack ping makes sense without a conversation (an agent went
+	// offline, say); everything else acts on one.
+	if p.conv == nil && a.Type != "notify" {
 		rec.Outcome, rec.Reason = schemas.OutcomeSkipped, "no_conversation"
 		return rec
 	}
@@ -291,6 +296,7 @@ func (p *pass) before() {
 		}
 		c.LastAgentMessageAt = ev.At
 		c.Handler = schemas.HandlerHuman
+		p.knownAgent()
 		if c.Assignee == "" && ev.Agent != "" {
 			p.setAssignee(ev.Agent)
 			if a := p.set.Agent(ev.Agent); a != nil && c.Team == "" {
@@ -298,12 +304,11 @@ func (p *pass) before() {
 			}
 		}
 	case schemas.AgentStatus:
-		if p.set.Agent(ev.Agent) == nil {
-			p.d.Errors = append(p.d.Errors, schemas.RuleError{Error: fmt.Sprintf("agent.status: agent %q is not a member of any team", ev.Agent)})
-		}
+		p.knownAgent()
 		m.agent(ev.Agent).Status = ev.Status
 		m.freed = true
 	case schemas.ConversationAssigned:
+		p.knownAgent()
 		p.setAssignee(ev.Agent)
 		if a := p.set.Agent(ev.Agent); a != nil {
 			c.Team = a.Team
@@ -318,6 +323,15 @@ func (p *pass) before() {
 		p.contact.OptedOut = false
 	}
 	p.window()
+}
+
+// knownAgent notes, as an error of the event, an agent who is in no team:
+// the event still applies (the inbox says what happened), but a misspelt
+// id should not pass unnoticed.
+func (p *pass) knownAgent() {
+	if id := p.ev.Agent; id != "" && p.set.Agent(id) == nil {
+		p.d.Errors = append(p.d.Errors, schemas.RuleError{Error: fmt.Sprintf("%s: agent %q is not a member of any team", p.ev.Type, id)})
+	}
 }
 
 // after counts the bot's turn, drains team queues and refreshes derived
@@ -549,13 +563,15 @@ func (p *pass) Note(text string) {
 }
 
 func (p *pass) Send(kind string, params map[string]any) {
-	p.d.Outbound = append(p.d.Outbound, schemas.Outbound{
-		Key:          p.ev.ID + "/" + p.rule.Name + "/" + strconv.Itoa(p.action),
-		Kind:         kind,
-		Conversation: p.conv.ID,
-		Contact:      p.conv.Contact,
-		Params:       params,
-	})
+	out := schemas.Outbound{
+		Key:    p.ev.ID + "/" + p.rule.Name + "/" + strconv.Itoa(p.action),
+		Kind:   kind,
+		Params: params,
+	}
+	if p.conv != nil {
+		out.Conversation, out.Contact = p.conv.ID, p.conv.Contact
+	}
+	p.d.Outbound = append(p.d.Outbound, out)
 }
 
 // drain assigns waiting conversations, oldest first, to agents who became

@@ -377,7 +377,7 @@ rules:
 		},
 		{
 			name: "disabled rules and rules for other event types never run",
-			files: []string{`
+			files: []string{supportTeam + `
 rules:
   - {name: "off", on: [message.received, bot.answered], enabled: false, actions: [{tag: {add: ["off"]}}]}
   - {name: bot-only, on: [bot.answered], actions: [{tag: {add: [bot-only]}}]}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/expr-lang/expr/vm"
 	"github.com/triage-dev/triage/actions"
@@ -127,8 +128,33 @@ func (a *Agent) HasSkills(skills []string) bool {
 }
 
 // Speaks reports whether the agent speaks lang; an empty lang is any.
+//
+// Languages compare as tags, case-insensitively and with WhatsApp's
+// underscore (en_GB) read as a hyphen; an agent's plain "en" covers
+// "en-GB", and a request for plain "pt" is met by "pt-BR".
 func (a *Agent) Speaks(lang string) bool {
-	return lang == "" || contains(a.Languages, lang)
+	if lang == "" {
+		return true
+	}
+	want := normLang(lang)
+	for _, l := range a.Languages {
+		have := normLang(l)
+		if have == want || primary(want) == have || primary(have) == want {
+			return true
+		}
+	}
+	return false
+}
+
+func normLang(l string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(l), "_", "-"))
+}
+
+func primary(l string) string {
+	if i := strings.IndexByte(l, '-'); i >= 0 {
+		return l[:i]
+	}
+	return l
 }
 
 func contains(list []string, s string) bool {
