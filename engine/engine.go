@@ -95,6 +95,39 @@ func Validate(ev *schemas.Event) error {
 	return nil
 }
 
+// ValidateState checks a conversation given as a starting state (explain
+// --state, a rule test's state:): the values the engine could have
+// produced, so a typo does not quietly set up an impossible conversation.
+func ValidateState(c *schemas.Conversation) error {
+	check := func(field, v string, allowed []string) error {
+		if v == "" {
+			return nil
+		}
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s %q is not one of %v", field, v, allowed)
+	}
+	if err := check("status", c.Status, schemas.Statuses); err != nil {
+		return err
+	}
+	if err := check("handler", c.Handler, []string{schemas.HandlerBot, schemas.HandlerHuman}); err != nil {
+		return err
+	}
+	if err := check("priority", c.Priority, schemas.Priorities); err != nil {
+		return err
+	}
+	if c.BotTurns < 0 || c.Messages < 0 {
+		return fmt.Errorf("bot_turns and messages cannot be negative")
+	}
+	if c.SLA != (schemas.SLAStatus{}) {
+		return fmt.Errorf("sla cannot be set: SLA clocks start from events")
+	}
+	return nil
+}
+
 // pass is one event's evaluation: the state it changes and the decision
 // it builds. It implements actions.Context for the actions it fires.
 type pass struct {

@@ -16,6 +16,7 @@ package ruletest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/rules"
 	"github.com/triage-dev/triage/schemas"
 )
@@ -170,6 +172,11 @@ func Parse(path string, data []byte) (*Suite, error) {
 			if err != nil || !ok {
 				p.errorf(kv[1], "defaults must be a mapping of event fields")
 			}
+			for _, k := range eventShort {
+				if _, has := m[k]; has {
+					p.errorf(kv[1], "defaults takes event fields; %s: is a shorthand of a single event and cannot be a default", k)
+				}
+			}
 			defaults = m
 		case "tests":
 			testsNode = kv[1]
@@ -226,6 +233,11 @@ func (p *parser) testCase(n *yaml.Node, defaults map[string]any) *Case {
 			}
 			if err := checkFields(m, reflectConversationFields); err != nil {
 				p.errorf(v, "state: %v", err)
+				continue
+			}
+			if err := validState(m); err != nil {
+				p.errorf(v, "state: %v", err)
+				continue
 			}
 			c.State = m
 		case "start":
@@ -290,6 +302,18 @@ func (p *parser) step(n *yaml.Node, i int, c *Case, defaults map[string]any) *St
 	fields := map[string]any{}
 	for k, v := range defaults {
 		fields[k] = v
+	}
+	given := map[string]bool{}
+	for _, kv := range p.pairs(n, "an event") {
+		given[kv[0].Value] = true
+	}
+	switch {
+	case given["message"] && given["bot"]:
+		p.errorf(n, "event %d: message: and bot: are two events; write them as two steps", i+1)
+		return nil
+	case (given["message"] || given["bot"]) && (given["type"] || given["text"]):
+		p.errorf(n, "event %d: message: and bot: set the type and the text already; drop type:/text: or the shorthand", i+1)
+		return nil
 	}
 	for _, kv := range p.pairs(n, "an event") {
 		k, v := kv[0], kv[1]
@@ -379,7 +403,34 @@ func (p *parser) step(n *yaml.Node, i int, c *Case, defaults map[string]any) *St
 	return st
 }
 
+// badMatcher finds a {matches: RE} whose expression does not compile.
+func badMatcher(v any) error {
+	switch v := v.(type) {
+	case map[string]any:
+		if re, ok := v["matches"].(string); ok && len(v) == 1 {
+			if _, err := regexp.Compile(re); err != nil {
+				return fmt.Errorf("matches: %w", err)
+			}
+		}
+		for _, e := range v {
+			if err := badMatcher(e); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if err := badMatcher(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (p *parser) checkExpect(key string, want any) error {
+	if err := badMatcher(want); err != nil {
+		return err
+	}
 	switch key {
 	case "matched", "not_matched", "errors":
 		l, ok := want.([]any)
@@ -565,3 +616,18 @@ func jsonShape(v any) any {
 }
 
 var _ = strconv.Itoa
+
+// validState checks a test's starting state the way explain --state is
+// checked, with the field named when its type is wrong.
+func validState(m map[string]any) error {
+	b, _ := json.Marshal(m)
+	var conv schemas.Conversation
+	if err := json.Unmarshal(b, &conv); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("%s: want %s, not %s", te.Field, te.Type, te.Value)
+		}
+		return err
+	}
+	return engine.ValidateState(&conv)
+}

@@ -57,6 +57,12 @@ func TestParseErrors(t *testing.T) {
 		{"expect conversation field", "tests:\n  - name: a\n    events:\n      - message: hi\n        expect: {conversation: {asignee: x}}\n", `t_test.yaml:5:32: conversation: unknown field "asignee"`},
 		{"two action types", "tests:\n  - name: a\n    events:\n      - message: hi\n        expect: {actions: [{reply: {}, note: {}}]}\n", "t_test.yaml:5:27: actions: an expected action names one action type"},
 		{"bad agent status", "tests:\n  - name: a\n    agents: {ben: busy}\n    events: [{message: hi}]\n", "t_test.yaml:3:19: agent status must be online, away or offline"},
+		{"state with an impossible value", "tests:\n  - name: a\n    state: {handler: robot}\n    events: [{message: hi}]\n", `t_test.yaml:3:12: state: handler "robot" is not one of [bot human]`},
+		{"state with a wrong type", "tests:\n  - name: a\n    state: {tags: x}\n    events: [{message: hi}]\n", `t_test.yaml:3:12: state: tags: want []string, not string`},
+		{"a shorthand in defaults", "defaults: {message: hi}\ntests:\n  - {name: a, events: [{message: hi}]}\n", `t_test.yaml:1:11: defaults takes event fields; message: is a shorthand`},
+		{"message and bot in one step", "tests:\n  - name: a\n    events:\n      - {message: hi, bot: hello}\n", `t_test.yaml:4:9: event 1: message: and bot: are two events`},
+		{"message with type", "tests:\n  - name: a\n    events:\n      - {message: hi, type: agent.replied}\n", `t_test.yaml:4:9: event 1: message: and bot: set the type and the text already`},
+		{"an invalid matches", "tests:\n  - name: a\n    events:\n      - message: hi\n        expect: {actions: [{reply: {text: {matches: \"[a-\"}}}]}\n", `t_test.yaml:5:27: actions: matches: error parsing regexp`},
 		{"duplicate test", "tests:\n  - {name: a, events: [{message: hi}]}\n  - {name: a, events: [{message: hi}]}\n", `t_test.yaml:3:5: test "a" defined twice`},
 	}
 	for _, tt := range tests {
@@ -210,7 +216,16 @@ tests:
     events:
       - message: "hello"
         expect: {matched: ["a && b"]}
-`, []string{`want: ["a && b"]`}},
+`, []string{`matched names "a && b", which is not a rule of this rule set`, `want: ["a && b"]`}},
+		{"misspelt rule and action names fail instead of passing vacuously", `
+tests:
+  - name: x
+    events:
+      - message: "hello"
+        expect:
+          not_matched: [humann]
+          actions_include: [{escalte: {}}]
+`, []string{`not_matched names "humann", which is not a rule`, `actions_include names "escalte", which is not an action`, "no matching action"}},
 		{"invalid event fails", `
 tests:
   - name: x

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/triage-dev/triage/actions"
 	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/rules"
 	"github.com/triage-dev/triage/schemas"
@@ -82,7 +83,7 @@ func (c *Case) Run(set *rules.Set) Result {
 		if st.IsWait {
 			clock = clock.Add(st.Wait)
 			fired := eng.FireDue(set, clock)
-			res.Failures = append(res.Failures, checkFired(st, i, fired, eng)...)
+			res.Failures = append(res.Failures, checkFired(set, st, i, fired, eng)...)
 			continue
 		}
 		ev := st.Event
@@ -106,13 +107,13 @@ func (c *Case) Run(set *rules.Set) Result {
 		}
 		// Deadlines due by this event's time fire first, as in replay.
 		fired := eng.FireDue(set, ev.At)
-		res.Failures = append(res.Failures, checkFired(st, i, fired, eng)...)
+		res.Failures = append(res.Failures, checkFired(set, st, i, fired, eng)...)
 		d, err := eng.Process(set, &ev)
 		if err != nil {
 			res.Failures = append(res.Failures, Failure{Pos: st.Pos, Msg: fmt.Sprintf("event %d: %v", i+1, err)})
 			continue
 		}
-		res.Failures = append(res.Failures, check(st, i, d, eng)...)
+		res.Failures = append(res.Failures, check(set, st, i, d, eng)...)
 	}
 	return res
 }
@@ -120,7 +121,7 @@ func (c *Case) Run(set *rules.Set) Result {
 // checkFired checks the SLA decisions that fired before step i against its
 // expect: fired:, entry by entry, in order. Without fired: they are held to
 // the same standard as any decision: no unexpected errors or failures.
-func checkFired(st *Step, i int, fired []schemas.Decision, eng *engine.Engine) []Failure {
+func checkFired(set *rules.Set, st *Step, i int, fired []schemas.Decision, eng *engine.Engine) []Failure {
 	var want []any
 	var pos rules.Pos
 	given := false
@@ -157,7 +158,7 @@ func checkFired(st *Step, i int, fired []schemas.Decision, eng *engine.Engine) [
 				}
 			}
 		}
-		for _, f := range check(sub, i, d, eng) {
+		for _, f := range check(set, sub, i, d, eng) {
 			f.Msg = fmt.Sprintf("%s: fired %d (%s %s): %s", where, j+1, d.Event.Type, d.Event.SLA.Metric, strings.SplitN(f.Msg, ": ", 2)[1])
 			fails = append(fails, f)
 		}
@@ -165,11 +166,31 @@ func checkFired(st *Step, i int, fired []schemas.Decision, eng *engine.Engine) [
 	return fails
 }
 
-func check(st *Step, i int, d schemas.Decision, eng *engine.Engine) []Failure {
+func check(set *rules.Set, st *Step, i int, d schemas.Decision, eng *engine.Engine) []Failure {
 	var fails []Failure
 	prefix := fmt.Sprintf("event %d (%s)", i+1, d.Event.Type)
 	fail := func(e Expectation, msg string, want, got any) {
 		fails = append(fails, Failure{Pos: e.Pos, Msg: prefix + ": " + msg, Want: show(want), Got: show(got)})
+	}
+	// A name that is not in the rule set makes an expectation that can
+	// never fail (not_matched: [humann]) or never pass: say so.
+	for _, e := range st.Expect {
+		switch e.Key {
+		case "matched", "not_matched", "errors":
+			for _, n := range e.Want.([]any) {
+				if name := n.(string); name != "" && set.Rule(name) == nil && !strings.HasPrefix(name, "sla:") {
+					fails = append(fails, Failure{Pos: e.Pos, Msg: fmt.Sprintf("%s: %s names %q, which is not a rule of this rule set", prefix, e.Key, name)})
+				}
+			}
+		case "actions", "actions_include":
+			for _, w := range e.Want.([]any) {
+				if typ, _, _ := splitAction(w); typ != "" {
+					if _, ok := actions.Default.Lookup(typ); !ok {
+						fails = append(fails, Failure{Pos: e.Pos, Msg: fmt.Sprintf("%s: %s names %q, which is not an action", prefix, e.Key, typ)})
+					}
+				}
+			}
+		}
 	}
 	checkedErrors := false
 	for _, e := range st.Expect {

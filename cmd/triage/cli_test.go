@@ -135,7 +135,7 @@ func TestExplain(t *testing.T) {
 	}
 	for _, want := range []string{
 		"no match  human-keyword  (priority 100, stop)  ../../examples/rules/escape-hatch.yaml:8:5",
-		"            false  wants_human\n            true   bot_handles\n            (joined by &&)",
+		"            false  wants_human\n            -      bot_handles  (not evaluated: decided before it)\n            (joined by &&)",
 		"MATCHED   refund  (priority 80, stop)",
 		`not evaluated: "refund" matched first and stops`,
 		`refund/assign {"skills":["refunds"],"team":"billing"} -> applied {"agent":"erin"}`, // dev is offline
@@ -155,18 +155,49 @@ func TestExplain(t *testing.T) {
 }
 
 func TestUnknownEventFields(t *testing.T) {
-	events := `{"id":"a","type":"bot.answered","at":"2026-11-21T10:00:00Z","conversation":"c1","confidance":0.9}
+	events := `{"id":"a","type":"bot.answered","at":"2026-11-21T10:00:00Z","conversation":"c1","confidance":0.9,"txt":"x","contact":{"nmae":"y"}}
 {"id":"b","type":"bot.answered","at":"2026-11-21T10:00:00Z","conversation":"c2","confidance":0.9}
 `
 	code, out, errs := runCLI(t, events, "replay", "--rules", "../../examples/rules", "--events", "-")
 	if code != exitOK || strings.Count(out, "\n") != 2 {
 		t.Fatalf("replay keeps going on unknown fields: exit %d\n%s", code, out)
 	}
-	if strings.Count(errs, `unknown event field "confidance"`) != 1 || !strings.Contains(errs, "-:1: warning") {
-		t.Errorf("want one warning naming the field and line:\n%s", errs)
+	for _, f := range []string{"confidance", "txt", "contact.nmae"} {
+		if strings.Count(errs, `unknown event field "`+f+`"`) != 1 {
+			t.Errorf("want one warning naming %s and its line:\n%s", f, errs)
+		}
 	}
 	code, _, errs = runCLI(t, strings.SplitN(events, "\n", 2)[0], "explain", "--rules", "../../examples/rules", "--event", "-")
 	if code != exitUsage || !strings.Contains(errs, `unknown field "confidance"`) {
 		t.Errorf("explain must refuse an unknown field: exit %d, %s", code, errs)
+	}
+}
+
+// TestExplainGuard: a guard that stops an && before an index out of range
+// shows as the reason, not as an error the engine never met.
+func TestExplainGuard(t *testing.T) {
+	dir := t.TempDir()
+	rule := "version: 1\nrules:\n  - name: g\n    on: [message.received]\n    when: len(conversation.tags) > 5 && conversation.tags[5] == \"x\"\n    actions: [ask_bot]\n"
+	if err := os.WriteFile(dir+"/r.yaml", []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ev := `{"id":"e1","type":"message.received","at":"2026-11-21T10:00:00Z","conversation":"c1","text":"hi"}`
+	code, out, errs := runCLI(t, ev, "explain", "--rules", dir, "--event", "-")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := "            false  len(conversation.tags) > 5\n            -      conversation.tags[5] == \"x\"  (not evaluated: decided before it)\n"
+	if !strings.Contains(out, want) || strings.Contains(out, "out of range") {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+	// A state with a typo or an impossible value is refused, not used.
+	state := dir + "/s.json"
+	for _, bad := range []string{`{"handlr":"human"}`, `{"status":"closed"}`, `{"bot_turns":-1}`} {
+		if err := os.WriteFile(state, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errs := runCLI(t, ev, "explain", "--rules", dir, "--event", "-", "--state", state); code != exitUsage {
+			t.Errorf("state %s: exit %d, %s", bad, code, errs)
+		}
 	}
 }

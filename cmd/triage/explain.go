@@ -25,6 +25,9 @@ type clauseReport struct {
 	Clause string `json:"clause"`
 	Value  any    `json:"value,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// Skipped marks a clause after the one that decided the && or ||:
+	// the engine never evaluated it, so neither is its value shown.
+	Skipped bool `json:"not_evaluated,omitempty"`
 }
 
 // ruleReport is explain's account of one candidate rule.
@@ -95,13 +98,22 @@ func (c *explainCmd) Run(io stdio, code *int) error {
 		}
 		clauses, op := r.Clauses()
 		rr.Operator = op
+		decided := false
 		for _, cl := range clauses {
+			if decided {
+				rr.Clauses = append(rr.Clauses, clauseReport{Clause: cl.Text, Skipped: true})
+				continue
+			}
 			v, err := cl.Eval(t.Env)
 			cr := clauseReport{Clause: cl.Text, Value: v}
 			if err != nil {
 				cr.Value, cr.Error = nil, err.Error()
 			}
 			rr.Clauses = append(rr.Clauses, cr)
+			// && stops at the first false, || at the first true, and both
+			// at an error, as the engine's evaluation does.
+			b, isBool := v.(bool)
+			decided = err != nil || (isBool && ((op == "&&" && !b) || (op == "||" && b)))
 		}
 		rep.Rules = append(rep.Rules, rr)
 	}
@@ -191,8 +203,13 @@ func seedState(eng *engine.Engine, set *rules.Set, name string, ev *schemas.Even
 		convJSON = data // the whole file is the conversation
 	}
 	var conv schemas.Conversation
-	if err := json.Unmarshal(convJSON, &conv); err != nil {
-		return usagef("%s: not a conversation: %v", name, err)
+	dec := json.NewDecoder(bytes.NewReader(convJSON))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&conv); err != nil {
+		return usagef("%s: not a conversation: %v", name, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if err := engine.ValidateState(&conv); err != nil {
+		return usagef("%s: %v", name, err)
 	}
 	if ev.Conversation != "" {
 		conv.ID = ev.Conversation
@@ -247,11 +264,15 @@ func printExplain(w io.Writer, rep explainReport) {
 		}
 		if len(r.Clauses) > 1 {
 			for _, c := range r.Clauses {
-				val := fmt.Sprint(c.Value)
-				if c.Error != "" {
-					val = "error: " + oneLine(c.Error)
+				if c.Skipped {
+					fmt.Fprintf(w, "            %-6s %s  (not evaluated: decided before it)\n", "-", c.Clause)
+					continue
 				}
-				fmt.Fprintf(w, "            %-6s %s\n", val, c.Clause)
+				if c.Error != "" {
+					fmt.Fprintf(w, "            %-6s %s\n                   error: %s\n", "ERROR", c.Clause, oneLine(c.Error))
+					continue
+				}
+				fmt.Fprintf(w, "            %-6s %s\n", fmt.Sprint(c.Value), c.Clause)
 			}
 			fmt.Fprintf(w, "            (joined by %s)\n", r.Operator)
 		}

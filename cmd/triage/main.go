@@ -89,6 +89,10 @@ func openInput(name string, io stdio) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		f.Close()
+		return nil, usagef("%s is a directory, not a file of events", name)
+	}
 	return f, nil
 }
 

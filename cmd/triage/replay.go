@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -105,12 +107,14 @@ func replay(set *rules.Set, r io.Reader, name string, w, errw io.Writer, until t
 				// Other tools may add fields; a typo (confidance) would
 				// silently read as zero, so say so once per field, and
 				// read the event without the strictness.
-				if !warned[field] {
-					warned[field] = true
-					fmt.Fprintf(errw, "%s:%d: warning: unknown event field %s ignored (reported once)\n", name, lineNo, field)
-				}
 				ev = schemas.Event{}
 				err = decodeEventLenient(line, &ev)
+				for _, f := range unknownFields(line) {
+					if !warned[f] {
+						warned[f] = true
+						fmt.Fprintf(errw, "%s:%d: warning: unknown event field %q ignored (reported once)\n", name, lineNo, f)
+					}
+				}
 			}
 			if err == nil {
 				err = engine.Validate(&ev)
@@ -185,4 +189,52 @@ func invalidLine(err error) error {
 		return err
 	}
 	return fmt.Errorf("invalid JSON: %w", err)
+}
+
+// eventFields are the members an event may have, by JSON name, with the
+// members of its nested objects.
+var eventFields = map[string]map[string]bool{
+	"":        jsonNames(schemas.Event{}),
+	"contact": jsonNames(schemas.Contact{}),
+	"sla":     jsonNames(schemas.SLAInfo{}),
+}
+
+func jsonNames(v any) map[string]bool {
+	out := map[string]bool{}
+	t := reflect.TypeOf(v)
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
+}
+
+// unknownFields lists every member of an event line triage does not know,
+// as dotted paths, sorted; names match case-insensitively as decoding
+// does. It runs only for lines that already failed the strict decode.
+func unknownFields(line []byte) []string {
+	var top map[string]any
+	if jsonv2.Unmarshal(line, &top) != nil {
+		return nil
+	}
+	var out []string
+	check := func(prefix string, m map[string]any, known map[string]bool) {
+		for k := range m {
+			if !known[strings.ToLower(k)] {
+				out = append(out, prefix+k)
+			}
+		}
+	}
+	check("", top, eventFields[""])
+	for k, v := range top {
+		if nested, ok := eventFields[strings.ToLower(k)]; ok && k != "" {
+			if m, ok := v.(map[string]any); ok {
+				check(k+".", m, nested)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
