@@ -343,6 +343,11 @@ func (p *pass) before() {
 	case schemas.ConversationAssigned:
 		p.knownAgent()
 		p.setAssignee(ev.Agent)
+		// A person assigned by hand now handles it: the bot steps back, and
+		// a conversation assigned before its first message is opened
+		// straight to humans (its first-response clock starts with that
+		// message).
+		c.Handler = schemas.HandlerHuman
 		if a := p.set.Agent(ev.Agent); a != nil {
 			c.Team = a.Team
 		}

@@ -60,7 +60,7 @@ func runSLA(t *testing.T, set *rules.Set, steps []slaStep, until time.Duration) 
 	var out []schemas.Decision
 	for i, s := range steps {
 		ev := schemas.Event{ID: strings.Repeat("e", i+1), Type: s.typ, At: slaT0.Add(s.at), Conversation: "c1", Text: s.text}
-		if s.typ == schemas.AgentReplied {
+		if s.typ == schemas.AgentReplied || s.typ == schemas.ConversationAssigned {
 			ev.Agent = "anita"
 		}
 		out = append(out, eng.FireDue(set, ev.At)...)
@@ -116,6 +116,9 @@ func TestSLAClocks(t *testing.T) {
 		{"raising the priority re-plans from the same start; the old deadlines never fire",
 			[]slaStep{msg(0, "human"), msg(time.Minute, "urgent")}, 20 * time.Minute,
 			[]string{"sla.breached first_response +2m0s"}},
+		{"opened straight to humans: assigned by hand first, first response starts with the first message",
+			[]slaStep{{0, schemas.ConversationAssigned, ""}, msg(time.Minute, "hello")}, 20 * time.Minute,
+			[]string{"sla.warning first_response +8m0s", "sla.breached first_response +11m0s"}},
 		{"a resolution stops every clock: nothing fires",
 			[]slaStep{msg(0, "human"), {time.Minute, schemas.ConversationResolved, ""}}, 2 * time.Hour, nil},
 		{"a reopened conversation starts fresh clocks; the old stretch's never fire",
