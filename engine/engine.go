@@ -122,9 +122,9 @@ func ValidateState(c *schemas.Conversation) error {
 	if c.BotTurns < 0 || c.Messages < 0 {
 		return fmt.Errorf("bot_turns and messages cannot be negative")
 	}
-	if c.SLA != (schemas.SLAStatus{}) {
-		return fmt.Errorf("sla cannot be set: SLA clocks start from events")
-	}
+	// A decision line carries conversation.sla; the clocks behind it are
+	// not in it, so it is dropped and the clocks start from the event.
+	c.SLA = schemas.SLAStatus{}
 	return nil
 }
 
@@ -140,6 +140,8 @@ type pass struct {
 	rule    *rules.Rule
 	action  int
 	phase   int // phaseBefore, phaseRules or phaseAfter
+
+	policyErr map[string]bool // SLA policies whose when failed in this pass
 }
 
 const (
@@ -451,7 +453,14 @@ func (p *pass) setStatus(status string) {
 			m.freed = true
 		}
 	}
+	wasResolved := c.Status == schemas.StatusResolved
 	c.Status = status
+	if wasResolved && status != schemas.StatusResolved {
+		// Reopened by hand (set_status): a new stretch, like a customer's
+		// message after resolution starts one.
+		c.OpenedAt = p.ev.At
+		c.sla.newStretch()
+	}
 	if status == schemas.StatusResolved {
 		c.BotTurns, c.Handler = 0, schemas.HandlerBot
 		c.Escalated, c.EscalationReason = false, ""
@@ -708,6 +717,11 @@ func (e *Engine) Seed(set *rules.Set, conv schemas.Conversation, contact *schema
 		c.Contact = cc.ID
 	}
 	e.mem.convs[conv.ID] = c
+	// The clocks are not in a state, but what they follow is: an agent who
+	// replied met first response, and a reply after the customer's last
+	// message means the next message starts next response.
+	c.sla.frDone = !conv.FirstResponseAt.IsZero()
+	c.sla.nrArmed = !conv.LastAgentMessageAt.IsZero() && !conv.LastAgentMessageAt.Before(conv.LastCustomerMessageAt)
 	p := &pass{e: e, set: set, conv: c, ev: &schemas.Event{At: conv.OpenedAt}}
 	p.setAssignee(assignee)
 }

@@ -56,12 +56,12 @@ type metricClock struct {
 	started  bool
 	running  bool // false while paused or once stopped
 	stopped  bool
-	since    time.Time     // start of the current running segment
-	elapsed  time.Duration // business time counted before since
-	gen      int           // a new run gets a new generation
-	policy   string        // the policy the current deadlines were planned under
-	due      time.Time     // planned breach; zero when none
-	warnAt   time.Time     // planned warning; zero when none
+	since    time.Time // start of the current running segment
+	spans    []span    // earlier running segments, closed by pauses
+	gen      int       // a new run gets a new generation
+	policy   string    // the policy the current deadlines were planned under
+	due      time.Time // planned breach; zero when none
+	warnAt   time.Time // planned warning; zero when none
 	warned   bool
 	breached bool
 }
@@ -71,6 +71,28 @@ type slaState struct {
 	frDone  bool // an agent replied in this stretch: first response is met
 	nrArmed bool // an agent replied; the next customer message starts next_response
 	policy  string
+}
+
+// span is a stretch of wall-clock time a clock ran. Spans are kept, not
+// summed, because how much of them counts depends on the calendar of the
+// policy applying when the deadline is planned: a policy re-chosen after a
+// pause re-counts them in its own calendar, from the same start.
+type span struct{ from, to time.Time }
+
+// reach returns the instant the clock's business time in cal reaches d:
+// inside an earlier span when it got there before a pause (a policy
+// re-chosen later can make a deadline already past), else counted on from
+// the current segment. Zero when the calendar never opens again.
+func (c *metricClock) reach(cal *calendarOrWall, d time.Duration) time.Time {
+	var sum time.Duration
+	for _, s := range c.spans {
+		b := cal.Between(s.from, s.to)
+		if sum+b >= d {
+			return cal.addFrom(s.from, d-sum)
+		}
+		sum += b
+	}
+	return cal.addFrom(c.since, d-sum)
 }
 
 // deadline is a planned sla.warning or sla.breached.
@@ -107,11 +129,9 @@ func (c *metricClock) start(at time.Time) {
 	*c = metricClock{started: true, running: true, since: at, gen: c.gen + 1}
 }
 
-func (c *metricClock) pause(cal interface {
-	Between(a, b time.Time) time.Duration
-}, at time.Time) {
+func (c *metricClock) pause(at time.Time) {
 	if c.running {
-		c.elapsed += cal.Between(c.since, at)
+		c.spans = append(c.spans, span{c.since, at})
 		c.running = false
 		c.gen++ // planned deadlines of the running segment are void
 		c.due, c.warnAt = time.Time{}, time.Time{}
@@ -149,15 +169,13 @@ func (p *pass) slaUpdate() {
 	waiting := c.Messages > 0 && !c.LastCustomerMessageAt.Before(c.OpenedAt) &&
 		(c.LastAgentMessageAt.IsZero() || c.LastCustomerMessageAt.After(c.LastAgentMessageAt))
 
-	// The policy applying now decides which calendar pauses count in.
 	pol := p.choosePolicy()
-	cal := pol.calOrNil()
 
 	fr, nr, res := &st.clocks[mFirst], &st.clocks[mNext], &st.clocks[mResolution]
 	if !open {
 		for i := range st.clocks {
 			if st.clocks[i].running {
-				st.clocks[i].elapsed += cal.Between(st.clocks[i].since, now)
+				st.clocks[i].spans = append(st.clocks[i].spans, span{st.clocks[i].since, now})
 			}
 			st.clocks[i].stop()
 		}
@@ -184,7 +202,7 @@ func (p *pass) slaUpdate() {
 		}
 		if nr.started && !nr.stopped {
 			if c.Status == schemas.StatusPending {
-				nr.pause(cal, now)
+				nr.pause(now)
 			} else {
 				nr.resume(now)
 			}
@@ -216,7 +234,14 @@ func (p *pass) choosePolicy() policyRef {
 	for _, pol := range p.set.SLAPolicies() {
 		ok, err := pol.Applies(p.e.env)
 		if err != nil {
-			p.d.Errors = append(p.d.Errors, schemas.RuleError{Rule: "sla:" + pol.Name, Error: err.Error()})
+			// Chosen after every action too: record the error once.
+			if p.d != nil && !p.policyErr[pol.Name] {
+				if p.policyErr == nil {
+					p.policyErr = map[string]bool{}
+				}
+				p.policyErr[pol.Name] = true
+				p.d.Errors = append(p.d.Errors, schemas.RuleError{Rule: "sla:" + pol.Name, Error: err.Error()})
+			}
 			continue
 		}
 		if ok {
@@ -243,9 +268,9 @@ func (p *pass) plan(pol policyRef) {
 		if k.running && pol.SLAPolicy != nil {
 			if target := pol.Targets[rules.Metrics[i]]; target > 0 {
 				cal := pol.calOrNil()
-				due = cal.addFrom(k.since, target-k.elapsed)
-				if w := pol.WarnBefore; w > 0 && target-w > k.elapsed {
-					warnAt = cal.addFrom(k.since, target-w-k.elapsed)
+				due = k.reach(cal, target)
+				if w := pol.WarnBefore; w > 0 && target > w {
+					warnAt = k.reach(cal, target-w)
 				}
 			}
 		}

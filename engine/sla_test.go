@@ -179,3 +179,42 @@ func TestSLAETAAndView(t *testing.T) {
 		t.Errorf("fired twice: %v", fired(again))
 	}
 }
+
+// TestSLAPauseThenPolicyChange: time a clock ran before a pause counts in
+// the calendar of the policy applying when the deadline is planned, so a
+// policy re-chosen after the pause counts from the same start (section 7).
+func TestSLAPauseThenPolicyChange(t *testing.T) {
+	set, err := rules.Compile([]rules.File{{Path: "r.yaml", Data: []byte(`version: 1
+teams:
+  support:
+    members: [{id: anita}]
+business_hours:
+  office: {timezone: UTC, weekly: {mon: ["09:00-10:00"]}}
+sla:
+  - name: urgent
+    when: conversation.priority == "urgent"
+    next_response: 5m
+  - name: office
+    next_response: 10m
+    business_hours: office
+rules:
+  - {name: handoff, on: [message.received], when: 'event.text == "human"', actions: [{escalate: {reason: k}}, {assign: {team: support}}]}
+  - {name: hold, on: [message.received], when: 'event.text == "hold"', actions: [{set_status: {status: pending}}]}
+  - {name: raise, on: [message.received], when: 'event.text == "urgent"', actions: [{set_priority: {priority: urgent}}, {set_status: {status: open}}]}
+`)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// slaT0 is Monday 10:00 UTC: the office has just closed, so under the
+	// office policy next_response counts nothing.
+	msg := func(at time.Duration, text string) slaStep { return slaStep{at, schemas.MessageReceived, text} }
+	steps := []slaStep{msg(0, "human"), {time.Minute, schemas.AgentReplied, ""}, msg(2*time.Minute, "and?"), msg(60*time.Minute, "hold"), msg(70*time.Minute, "urgent")}
+	got := fired(runSLA(t, set, steps, 2*time.Hour))
+	// It ran 58 minutes (2..60) before the hold: under urgent's 24x7
+	// clock the 5 minutes were reached at +7m, a deadline already past
+	// when the priority rose, so it fires then with its own time.
+	want := []string{"sla.breached next_response +7m0s"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("fired:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -556,8 +556,12 @@ func (p *walker) calendar(k, v *yaml.Node) rawCalendar {
 	for _, kv := range p.pairs(v, "calendar "+strconv.Quote(k.Value)) {
 		switch kv[0].Value {
 		case "timezone":
-			hasTZ = true
 			if s, ok := p.str(kv[1], "timezone"); ok {
+				if strings.TrimSpace(s) == "" {
+					p.c.errorf(p.src.pos(kv[1]), "timezone must not be empty: an IANA name like Asia/Kolkata")
+					continue
+				}
+				hasTZ = true
 				c.timezone = rawValue{s, p.src.pos(kv[1])}
 			}
 		case "weekly":

@@ -168,14 +168,24 @@ func (cp *compiler) policy(rp rawPolicy, known map[string]bool) *SLAPolicy {
 			cp.c.errorf(rp.warn.pos, "%v", err)
 			ok = false
 		} else {
+			// A warning is planned for each target longer than warn_before;
+			// one that fits none of them is surely a mistake.
+			fits := false
 			for _, m := range Metrics {
-				if t := pol.Targets[m]; t > 0 && d >= t {
-					cp.c.errorf(rp.warn.pos, "warn_before %s is not shorter than %s %s: the warning would come at or before the clock starts", d, m, t)
-					ok = false
+				if t := pol.Targets[m]; t > d {
+					fits = true
 				}
+			}
+			if !fits && len(pol.Targets) > 0 {
+				cp.c.errorf(rp.warn.pos, "warn_before %s is not shorter than any target of this policy: no warning could ever come before its deadline", rp.warn.s)
+				ok = false
 			}
 			pol.WarnBefore = d
 		}
+	}
+	if rp.calendar.pos.Line != 0 && strings.TrimSpace(rp.calendar.s) == "" {
+		cp.c.errorf(rp.calendar.pos, "business_hours must name a calendar; leave it out for a clock that runs 24x7")
+		ok = false
 	}
 	if name := rp.calendar.s; name != "" {
 		c := cp.set.calendars[name]

@@ -75,12 +75,17 @@ business_hours:
 			`rules/a.yaml:10:20: next_response must be longer than zero, not "-5m"`,
 			`rules/a.yaml:11:17: resolution "5 minutes" is not a duration: write it like 90s, 5m, 4h or 1h30m`,
 		}},
-		{"warn_before not shorter than a target", slaBase + `sla:
+		{"warn_before not shorter than any target", slaBase + `sla:
   - name: std
     first_response: 5m
     warn_before: 5m
     business_hours: office
-`, []string{`rules/a.yaml:10:18: warn_before 5m0s is not shorter than first_response 5m0s: the warning would come at or before the clock starts`}},
+`, []string{`rules/a.yaml:10:18: warn_before 5m is not shorter than any target of this policy: no warning could ever come before its deadline`}},
+		{"an empty calendar name", slaBase + `sla:
+  - name: std
+    first_response: 5m
+    business_hours: ""
+`, []string{`rules/a.yaml:10:21: business_hours must name a calendar; leave it out for a clock that runs 24x7`}},
 		{"a policy measuring nothing", slaBase + `sla:
   - name: std
     business_hours: office

@@ -81,7 +81,7 @@ var (
 	eventShort = []string{"message", "bot", "after", "wait", "expect"}
 	// firedKeys are what an entry of expect: fired: may say of one SLA
 	// decision: which deadline it was, and what the rules did.
-	firedKeys = []string{"type", "metric", "policy", "matched", "not_matched", "actions", "actions_include", "conversation", "errors"}
+	firedKeys = []string{"type", "metric", "policy", "at", "due_at", "matched", "not_matched", "actions", "actions_include", "conversation", "errors"}
 )
 
 type parser struct {
@@ -476,7 +476,7 @@ func (p *parser) checkExpect(key string, want any) error {
 				if !contains(firedKeys, k) {
 					return fmt.Errorf("unknown key %q in a fired entry (known: %s)", k, strings.Join(firedKeys, ", "))
 				}
-				if k != "type" && k != "metric" && k != "policy" {
+				if k != "type" && k != "metric" && k != "policy" && k != "at" && k != "due_at" {
 					if err := p.checkExpect(k, v); err != nil {
 						return fmt.Errorf("%s: %w", k, err)
 					}
@@ -590,6 +590,10 @@ func match(want, got any) (bool, error) {
 		return true, nil
 	case nil:
 		return got == nil || got == "", nil
+	case bool:
+		// Decisions leave false flags out (omitempty): missing is false.
+		g, ok := got.(bool)
+		return (ok && g == w) || (!w && got == nil), nil
 	case string:
 		g, ok := got.(string)
 		return ok && g == w, nil

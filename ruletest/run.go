@@ -133,7 +133,7 @@ func checkFired(set *rules.Set, st *Step, i int, fired []schemas.Decision, eng *
 	var fails []Failure
 	where := fmt.Sprintf("step %d", i+1)
 	if given && len(want) != len(fired) {
-		var got []string
+		got := []string{}
 		for _, d := range fired {
 			got = append(got, d.Event.Type+" "+d.Event.SLA.Metric+" at "+d.Event.At.UTC().Format(time.RFC3339))
 		}
@@ -144,8 +144,9 @@ func checkFired(set *rules.Set, st *Step, i int, fired []schemas.Decision, eng *
 		if given {
 			sub.Pos = pos
 			m := want[j].(map[string]any)
-			info := map[string]any{"type": d.Event.Type, "metric": d.Event.SLA.Metric, "policy": d.Event.SLA.Policy}
-			for _, k := range []string{"type", "metric", "policy"} {
+			info := map[string]any{"type": d.Event.Type, "metric": d.Event.SLA.Metric, "policy": d.Event.SLA.Policy,
+				"at": d.Event.At.UTC().Format(time.RFC3339Nano), "due_at": d.Event.SLA.DueAt.UTC().Format(time.RFC3339Nano)}
+			for _, k := range []string{"type", "metric", "policy", "at", "due_at"} {
 				if w, ok := m[k]; ok {
 					if ok, _ := match(w, info[k]); !ok {
 						fails = append(fails, Failure{Pos: pos, Msg: fmt.Sprintf("%s: fired %d: %s differs", where, j+1, k), Want: show(w), Got: show(info[k])})
@@ -153,7 +154,7 @@ func checkFired(set *rules.Set, st *Step, i int, fired []schemas.Decision, eng *
 				}
 			}
 			for _, k := range sortedKeys(m) {
-				if k != "type" && k != "metric" && k != "policy" {
+				if k != "type" && k != "metric" && k != "policy" && k != "at" && k != "due_at" {
 					sub.Expect = append(sub.Expect, Expectation{Key: k, Pos: pos, Want: m[k]})
 				}
 			}
