@@ -1,0 +1,91 @@
+// Package httpapi serves triage's HTTP surface: Meta's webhook, the /v1
+// API with bearer tokens and roles, metrics and health. It knows nothing
+// of how events are evaluated: it talks to a Backend, declared here, that
+// the command wires in.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/triage-dev/triage/connectors/whatsapp"
+	"github.com/triage-dev/triage/schemas"
+)
+
+// Backend is what the HTTP layer needs from the running daemon.
+type Backend interface {
+	// Submit accepts events for evaluation. It returns once they are
+	// accepted (stored, in the durable store; queued in memory), before
+	// they are evaluated: the webhook answers 200 fast. Events of one
+	// conversation are evaluated in the order given.
+	Submit(ctx context.Context, events []schemas.Event, by string) error
+	// Statuses records WhatsApp delivery statuses (deduplicated by key).
+	Statuses(ctx context.Context, statuses []whatsapp.Status) error
+	// Conversation returns one conversation's view, or ok false.
+	Conversation(ctx context.Context, id string) (ConversationView, bool, error)
+	// Conversations lists conversations matching the filter.
+	Conversations(ctx context.Context, f Filter) ([]ConversationSummary, error)
+	// Rules reports the running rule set and the latest reload.
+	Rules(ctx context.Context) RulesStatus
+	// Reload reloads the rules now; an error means the old set still runs.
+	Reload(ctx context.Context) error
+	// Ready reports whether the daemon can take traffic.
+	Ready(ctx context.Context) error
+}
+
+// Filter narrows a conversation list. Empty fields match everything;
+// Teams, when not nil, limits the list to conversations of those teams or
+// assigned to Agent (an agent's view).
+type Filter struct {
+	Status   string
+	Team     string
+	Assignee string
+	Teams    []string
+	Agent    string
+}
+
+// ConversationSummary is one row of a conversation list.
+type ConversationSummary struct {
+	schemas.Conversation
+}
+
+// Note is an internal note.
+type Note struct {
+	At     time.Time `json:"at"`
+	Text   string    `json:"text"`
+	Author string    `json:"author"`
+}
+
+// Message is one message of a conversation, either way.
+type Message struct {
+	At     time.Time `json:"at"`
+	From   string    `json:"from"` // customer, bot, agent:<id>
+	Text   string    `json:"text"`
+	Status string    `json:"status,omitempty"` // delivery status of an outbound message
+}
+
+// ConversationView is GET /v1/conversations/{id}: the state, its messages
+// and notes, and its decision records, newest last.
+type ConversationView struct {
+	Conversation schemas.Conversation `json:"conversation"`
+	Contact      schemas.Contact      `json:"contact"`
+	Messages     []Message            `json:"messages"`
+	Notes        []Note               `json:"notes"`
+	Decisions    []schemas.Decision   `json:"decisions"`
+}
+
+// RulesStatus is GET /v1/rules.
+type RulesStatus struct {
+	Version     string    `json:"version"`
+	Files       int       `json:"files"`
+	Rules       int       `json:"rules"`
+	LoadedAt    time.Time `json:"loaded_at"`
+	LastAttempt time.Time `json:"last_attempt"`
+	OK          bool      `json:"ok"`
+	LastError   string    `json:"last_error,omitempty"`
+	Problems    []string  `json:"problems,omitempty"` // path:line:col: message
+}
+
+// ErrInvalid marks an event the Backend refuses as malformed (400).
+var ErrInvalid = errors.New("invalid event")
