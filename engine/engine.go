@@ -9,6 +9,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 
@@ -728,3 +729,22 @@ func (e *Engine) Seed(set *rules.Set, conv schemas.Conversation, contact *schema
 
 // SetAgentStatus sets an agent's status outside any event, for seeding.
 func (e *Engine) SetAgentStatus(id, status string) { e.mem.agent(id).Status = status }
+
+// ConversationIDs lists the conversations the engine knows, sorted.
+func (e *Engine) ConversationIDs() []string {
+	ids := make([]string, 0, len(e.mem.convs))
+	for id := range e.mem.convs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// QueueLengths returns how many conversations wait in each team's queue.
+func (e *Engine) QueueLengths() map[string]int {
+	out := make(map[string]int, len(e.mem.teams))
+	for name, t := range e.mem.teams {
+		out[name] = len(t.queue)
+	}
+	return out
+}

@@ -25,6 +25,7 @@ type cli struct {
 	Test    testCmd    `cmd:"" help:"Run the rule tests (*_test.yaml) in a rule directory."`
 	Replay  replayCmd  `cmd:"" help:"Evaluate a JSON Lines event file; print one decision per line."`
 	Explain explainCmd `cmd:"" help:"Show, rule by rule, why each matched or not for one event."`
+	Serve   serveCmd   `cmd:"" help:"Run the daemon: WhatsApp webhook, /v1 API, SLA timers, outbound delivery, hot reload."`
 }
 
 // io bundles the streams a command reads and writes.

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triage-dev/triage/reload"
+	"github.com/triage-dev/triage/schemas"
+)
+
+// metrics are the daemon's Prometheus metrics, registered on the
+// registerer the command passes in (no globals, so tests stay hermetic).
+type metrics struct {
+	events        *prometheus.CounterVec
+	duplicates    prometheus.Counter
+	matches       *prometheus.CounterVec
+	ruleErrors    *prometheus.CounterVec
+	actions       *prometheus.CounterVec
+	escalations   *prometheus.CounterVec
+	latency       prometheus.Histogram
+	deliveries    *prometheus.CounterVec
+	outboxPending prometheus.Gauge
+	refused       prometheus.Counter
+	reloadOK      prometheus.Gauge
+	reloadTime    prometheus.Gauge
+	rulesInfo     *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_events_total", Help: "Events evaluated, by type (SLA deadlines included).",
+		}, []string{"type"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "triage_duplicate_events_total", Help: "Events ignored because their id was seen before.",
+		}),
+		matches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_rule_matches_total", Help: "Rules that matched, by rule.",
+		}, []string{"rule"}),
+		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_rule_errors_total", Help: "Run-time expression errors, by rule (event errors have rule \"\").",
+		}, []string{"rule"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_actions_total", Help: "Actions fired, by type and outcome.",
+		}, []string{"type", "outcome"}),
+		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_escalations_total", Help: "Escalations to humans, by reason.",
+		}, []string{"reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "triage_decision_duration_seconds", Help: "Time to evaluate one event.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
+		}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_outbound_deliveries_total", Help: "Outbound delivery attempts, by connector and result (delivered, retry, dead).",
+		}, []string{"connector", "result"}),
+		outboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "triage_outbound_pending", Help: "Outbound items waiting for delivery.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "triage_events_refused_total", Help: "Event batches refused because the queue was full.",
+		}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "triage_rules_last_reload_successful", Help: "Whether the latest rule reload succeeded (1) or was rejected (0).",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "triage_rules_last_reload_success_timestamp_seconds", Help: "When the running rule set was loaded.",
+		}),
+		rulesInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "triage_rules_info", Help: "The running rule set's version, as a label; always 1.",
+		}, []string{"version"}),
+	}
+	queues := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "triage_team_queue_waiting", Help: "Conversations waiting in team queues, all teams.",
+	}, func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := 0
+		for _, l := range s.eng.QueueLengths() {
+			n += l
+		}
+		return float64(n)
+	})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.events, m.duplicates, m.matches, m.ruleErrors, m.actions, m.escalations,
+			m.latency, m.deliveries, m.outboxPending, m.refused, m.reloadOK, m.reloadTime, m.rulesInfo, queues} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	m.reloaded(s.opts.Holder.Status())
+	return m, nil
+}
+
+// Reloaded is the reload.Holder's OnReload hook.
+func (s *Server) Reloaded(st reload.Status) { s.metrics.reloaded(st) }
+
+func (m *metrics) reloaded(st reload.Status) {
+	if st.OK {
+		m.reloadOK.Set(1)
+		m.reloadTime.Set(float64(st.LoadedAt.UnixNano()) / 1e9)
+		m.rulesInfo.Reset()
+		m.rulesInfo.WithLabelValues(st.Version).Set(1)
+	} else {
+		m.reloadOK.Set(0)
+	}
+}
+
+func (m *metrics) observe(d *schemas.Decision) {
+	m.events.WithLabelValues(d.Event.Type).Inc()
+	if d.Duplicate {
+		m.duplicates.Inc()
+		return
+	}
+	for _, r := range d.Matched {
+		m.matches.WithLabelValues(r).Inc()
+	}
+	for _, e := range d.Errors {
+		m.ruleErrors.WithLabelValues(e.Rule).Inc()
+	}
+	for _, a := range d.Actions {
+		m.actions.WithLabelValues(a.Type, a.Outcome).Inc()
+		if a.Type == "escalate" && a.Outcome == schemas.OutcomeApplied {
+			reason, _ := a.Params["reason"].(string)
+			m.escalations.WithLabelValues(reason).Inc()
+		}
+	}
+}
+
+func (m *metrics) decision(d time.Duration) { m.latency.Observe(d.Seconds()) }
+
+func (m *metrics) delivered(connector, result string) {
+	m.deliveries.WithLabelValues(connector, result).Inc()
+}

@@ -1,0 +1,225 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triage-dev/triage/connectors/whatsapp"
+	"github.com/triage-dev/triage/connectors/whatsapp/whatsapptest"
+	"github.com/triage-dev/triage/reload"
+	"github.com/triage-dev/triage/rules"
+	"github.com/triage-dev/triage/schemas"
+	"github.com/triage-dev/triage/server"
+)
+
+// botFunc adapts a function to server.BotAsker.
+type botFunc func(context.Context, server.BotQuestion) (server.BotAnswer, error)
+
+func (f botFunc) AskBot(ctx context.Context, q server.BotQuestion) (server.BotAnswer, error) {
+	return f(ctx, q)
+}
+
+type fixture struct {
+	srv *server.Server
+	wa  *whatsapptest.Server
+	dir string
+	h   *reload.Holder
+}
+
+func start(t *testing.T, dir string, bot server.BotAsker) *fixture {
+	t.Helper()
+	h, err := reload.New(dir, rules.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wa := whatsapptest.NewServer()
+	t.Cleanup(wa.Close)
+	client := &whatsapp.Client{BaseURL: wa.BaseURL(), PhoneNumberID: "106540352242922", Token: "tok"}
+	srv, err := server.New(server.Options{
+		Holder:   h,
+		Senders:  server.Senders{WhatsApp: client, Bot: bot},
+		Registry: prometheus.NewRegistry(),
+		Retry:    server.RetryPolicy{Base: time.Millisecond, Max: 5 * time.Millisecond, Attempts: 20},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start(context.Background())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return &fixture{srv: srv, wa: wa, dir: dir, h: h}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// texts lists what the fake Cloud API was asked to send, in order.
+func (f *fixture) texts() []string {
+	var out []string
+	for _, r := range f.wa.Requests() {
+		if r.Status == 200 && r.Message.Text != nil {
+			out = append(out, r.Message.To+": "+r.Message.Text.Body)
+		}
+	}
+	return out
+}
+
+func msg(id, conv, text string) schemas.Event {
+	return schemas.Event{ID: id, Type: schemas.MessageReceived, At: time.Now().UTC(), Conversation: conv,
+		Contact: &schemas.Contact{ID: "9198" + conv, Name: "Priya"}, Text: text}
+}
+
+func confident(text string) server.BotAsker {
+	return botFunc(func(context.Context, server.BotQuestion) (server.BotAnswer, error) {
+		return server.BotAnswer{Text: text, Confidence: 0.9}, nil
+	})
+}
+
+func TestEscapeHatchReachesWhatsApp(t *testing.T) {
+	f := start(t, "../examples/rules", confident("hello"))
+	if err := f.srv.Submit(context.Background(), []schemas.Event{msg("m1", "c1", "Can I SPEAK TO SOMEONE?")}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the handoff to be sent", func() bool { return len(f.texts()) == 1 })
+	got := f.texts()[0]
+	if !strings.HasPrefix(got, "9198c1: Of course. I'm bringing in Anita from our team; they'll reply") {
+		t.Errorf("sent %q", got)
+	}
+	v, ok, _ := f.srv.Conversation(context.Background(), "c1")
+	if !ok || v.Conversation.Assignee != "anita" || len(v.Decisions) != 1 || v.Messages[0].From != "customer" {
+		t.Errorf("view: %+v", v)
+	}
+}
+
+func TestBotLoopAndOrderThroughAnOutage(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	bot := botFunc(func(_ context.Context, q server.BotQuestion) (server.BotAnswer, error) {
+		mu.Lock()
+		asked = append(asked, q.Text)
+		mu.Unlock()
+		return server.BotAnswer{Text: "Answer to: " + q.Text, Confidence: 0.95}, nil
+	})
+	f := start(t, "../examples/rules", bot)
+	// WhatsApp is down for a while: 500s, then a throttle, then fine.
+	f.wa.FailNext(3, whatsapptest.Reply{Status: 500})
+	ctx := context.Background()
+	for i, text := range []string{"When do you open?", "And on Sunday?"} {
+		if err := f.srv.Submit(ctx, []schemas.Event{msg("m"+string(rune('1'+i)), "c2", text)}, "test"); err != nil {
+			t.Fatal(err)
+		}
+		// The second question waits for the first answer, as a customer would.
+		eventually(t, "the bot's answer to go out", func() bool { return len(f.texts()) == i+1 })
+	}
+	want := []string{"9198c2: Answer to: When do you open?", "9198c2: Answer to: And on Sunday?"}
+	if got := f.texts(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("sent %q, want %q", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 2 {
+		t.Errorf("bot asked %q", asked)
+	}
+}
+
+func TestABotThatFailsIsNotConfident(t *testing.T) {
+	bot := botFunc(func(context.Context, server.BotQuestion) (server.BotAnswer, error) {
+		return server.BotAnswer{}, errors.New("connection refused")
+	})
+	f := start(t, "../examples/rules", bot)
+	if err := f.srv.Submit(context.Background(), []schemas.Event{msg("m1", "c3", "Where is my parcel?")}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the honest low-confidence handoff", func() bool { return len(f.texts()) == 1 })
+	if got := f.texts()[0]; !strings.Contains(got, "I'm not sure I have the right answer for that, so I'm bringing in") {
+		t.Errorf("sent %q", got)
+	}
+}
+
+func TestInvalidEventsAreRefusedWhole(t *testing.T) {
+	f := start(t, "../examples/rules", nil)
+	err := f.srv.Submit(context.Background(), []schemas.Event{msg("m1", "c4", "hi"), {ID: "x", Type: "nope"}}, "test")
+	if err == nil || !strings.Contains(err.Error(), `unknown type "nope"`) {
+		t.Fatalf("err %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, ok, _ := f.srv.Conversation(context.Background(), "c4"); ok {
+		t.Error("the valid event of a refused batch was accepted")
+	}
+}
+
+func TestSLABreachFiresOnTheWallClock(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(`version: 1
+teams:
+  support: {members: [{id: anita}]}
+sla:
+  - {name: fast, first_response: 1s}
+rules:
+  - {name: handoff, on: [message.received], actions: [{escalate: {reason: k}}, {assign: {team: support}}]}
+  - {name: breach, on: [sla.breached], actions: [{tag: {add: [late]}}]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := start(t, dir, nil)
+	if err := f.srv.Submit(context.Background(), []schemas.Event{msg("m1", "c5", "help")}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the breach to fire", func() bool {
+		v, _, _ := f.srv.Conversation(context.Background(), "c5")
+		return len(v.Conversation.Tags) == 1 && v.Conversation.Tags[0] == "late" && v.Conversation.SLA.FirstResponse.Breached
+	})
+}
+
+func TestReloadKeepsServing(t *testing.T) {
+	dir := t.TempDir()
+	write := func(th string) {
+		if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte("version: 1\nrules:\n  - {name: r, on: [message.received], when: 'event.text == \""+th+"\"', actions: [{tag: {add: [hit]}}]}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a")
+	f := start(t, dir, nil)
+	write("b")
+	if err := f.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte("version: 1\nrules: [{name: r}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Reload(context.Background()); err == nil {
+		t.Fatal("a broken reload must fail")
+	}
+	st := f.srv.Rules(context.Background())
+	if st.OK || len(st.Problems) == 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if err := f.srv.Submit(context.Background(), []schemas.Event{msg("m1", "c6", "b")}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the event to be evaluated on the last good set", func() bool {
+		v, _, _ := f.srv.Conversation(context.Background(), "c6")
+		return len(v.Conversation.Tags) == 1 && v.Decisions[0].RuleSet == st.Version
+	})
+}
