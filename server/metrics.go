@@ -70,17 +70,8 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Name: "triage_rules_info", Help: "The running rule set's version, as a label; always 1.",
 		}, []string{"version"}),
 	}
-	queues := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "triage_team_queue_waiting", Help: "Conversations waiting in team queues, all teams.",
-	}, func() float64 {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		n := 0
-		for _, l := range s.eng.QueueLengths() {
-			n += l
-		}
-		return float64(n)
-	})
+	queues := &queueCollector{s: s, desc: prometheus.NewDesc("triage_team_queue_waiting",
+		"Conversations waiting in a team's queue for an eligible agent.", []string{"team"}, nil)}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.events, m.duplicates, m.matches, m.ruleErrors, m.actions, m.escalations,
 			m.latency, m.deliveries, m.outboxPending, m.refused, m.reloadOK, m.reloadTime, m.rulesInfo, queues} {
@@ -132,4 +123,22 @@ func (m *metrics) decision(d time.Duration) { m.latency.Observe(d.Seconds()) }
 
 func (m *metrics) delivered(connector, result string) {
 	m.deliveries.WithLabelValues(connector, result).Inc()
+}
+
+// queueCollector reports each team's queue at scrape time, so the figure
+// is never stale and costs nothing between scrapes.
+type queueCollector struct {
+	s    *Server
+	desc *prometheus.Desc
+}
+
+func (q *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- q.desc }
+
+func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	q.s.mu.Lock()
+	lengths := q.s.eng.QueueLengths()
+	q.s.mu.Unlock()
+	for _, t := range q.s.opts.Holder.Set().Teams() {
+		ch <- prometheus.MustNewConstMetric(q.desc, prometheus.GaugeValue, float64(lengths[t.Name]), t.Name)
+	}
 }

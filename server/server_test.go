@@ -223,3 +223,42 @@ func TestReloadKeepsServing(t *testing.T) {
 		return len(v.Conversation.Tags) == 1 && v.Decisions[0].RuleSet == st.Version
 	})
 }
+
+func TestQueueMetricPerTeam(t *testing.T) {
+	h, err := reload.New("../examples/rules", rules.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	srv, err := server.New(server.Options{Holder: h, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start(context.Background())
+	defer srv.Close(context.Background())
+	ctx := context.Background()
+	// Everyone in billing is offline: a refund waits in billing's queue.
+	for i, agent := range []string{"dev", "erin"} {
+		ev := schemas.Event{ID: "s" + string(rune('0'+i)), Type: schemas.AgentStatus, At: time.Now().UTC(), Agent: agent, Status: "offline"}
+		if err := srv.Submit(ctx, []schemas.Event{ev}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := srv.Submit(ctx, []schemas.Event{msg("m1", "q1", "I want a refund")}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "billing's queue to show one waiting", func() bool {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() != "triage_team_queue_waiting" {
+				continue
+			}
+			got := map[string]float64{}
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+			return got["billing"] == 1 && got["support"] == 0
+		}
+		return false
+	})
+}
