@@ -112,6 +112,7 @@ var errPermanent = errors.New("permanent")
 type item struct {
 	out schemas.Outbound
 	at  time.Time // the decision's time
+	q   question  // what an ask_bot asks
 }
 
 // outbox delivers outbound work: per key (conversation, or Slack channel
@@ -156,10 +157,10 @@ func key(out schemas.Outbound) string {
 	return "slack:" + ch
 }
 
-func (o *outbox) enqueue(out schemas.Outbound, at time.Time) {
+func (o *outbox) enqueue(out schemas.Outbound, at time.Time, q question) {
 	k := key(out)
 	o.mu.Lock()
-	o.queues[k] = append(o.queues[k], item{out: out, at: at})
+	o.queues[k] = append(o.queues[k], item{out: out, at: at, q: q})
 	o.pending++
 	o.mu.Unlock()
 	o.s.metrics.outboxPending.Inc()
@@ -193,17 +194,7 @@ func (o *outbox) run(k string) {
 		it := q[0]
 		o.mu.Unlock()
 
-		select {
-		case o.sem <- struct{}{}:
-		case <-o.ctx.Done():
-			o.mu.Lock()
-			o.running[k] = false
-			o.mu.Unlock()
-			return
-		}
-		done := o.deliver(it)
-		<-o.sem
-		if !done {
+		if !o.deliver(it) {
 			o.mu.Lock()
 			o.running[k] = false
 			o.mu.Unlock()
@@ -227,7 +218,10 @@ func (o *outbox) deliver(it item) bool {
 		limit = o.retry.BotAttempts
 	}
 	for attempt := 0; ; attempt++ {
-		err := o.send(it)
+		stopping, err := o.attempt(it)
+		if stopping {
+			return false
+		}
 		if err == nil {
 			o.s.metrics.delivered(connector, "delivered")
 			return true
@@ -248,6 +242,24 @@ func (o *outbox) deliver(it item) bool {
 			return false
 		}
 	}
+}
+
+// attempt sends it once, holding one of the worker slots that bound the
+// sends in flight. The slot is held for the send only, never across a
+// retry's backoff; and a Slack post takes none, because the Slack client
+// paces each channel itself (a second or more between posts): waiting for
+// a channel's turn, or for a retry, must not hold up every customer's
+// messages. stopping reports that the server stopped first.
+func (o *outbox) attempt(it item) (stopping bool, err error) {
+	if it.out.Kind != schemas.OutboundNotify {
+		select {
+		case o.sem <- struct{}{}:
+			defer func() { <-o.sem }()
+		case <-o.ctx.Done():
+			return true, nil
+		}
+	}
+	return false, o.send(it)
 }
 
 func connectorOf(kind string) string {
@@ -323,13 +335,20 @@ func (o *outbox) askBot(ctx context.Context, it item) error {
 		q.Contact = c
 	}
 	o.s.mu.Unlock()
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if msgs[i].From == "customer" {
-			q.Text = msgs[i].Text
-			break
+	// The bot answers the message that asked it, with what came before
+	// it as history: by the time this item is delivered the customer may
+	// have written again, and each message gets its own answer.
+	if h := it.q.history; h >= 0 && h < len(msgs) {
+		q.Text, q.History = it.q.text, msgs[:h]
+	} else {
+		q.History = msgs
+		for i := len(msgs) - 1; i >= 0; i-- {
+			if msgs[i].From == "customer" {
+				q.Text, q.History = msgs[i].Text, msgs[:i]
+				break
+			}
 		}
 	}
-	q.History = msgs
 	var ans BotAnswer
 	if o.senders.Bot == nil {
 		o.s.log.Info("no bot configured: answering not confident so the rules escalate", "conversation", out.Conversation)

@@ -203,22 +203,27 @@ func (s *Server) evaluate(ev schemas.Event) {
 	start := time.Now()
 	d, err := s.eng.Process(set, &ev)
 	elapsed := time.Since(start)
-	if err == nil {
-		s.record(&d)
-	}
+	// The deadlines fired first, so their decisions come first in the
+	// audit log (newest last) and their work goes out first.
 	for i := range fired {
 		s.record(&fired[i])
 	}
+	q := noQuestion
+	if err == nil {
+		s.record(&d)
+		q = s.questionOf(&d)
+	}
 	s.mu.Unlock()
+	for i := range fired {
+		s.dispatch(&fired[i], noQuestion)
+	}
 	if err != nil {
 		s.log.Warn("event refused", "id", ev.ID, "error", err)
+		s.poke()
 		return
 	}
 	s.metrics.decision(elapsed)
-	for i := range fired {
-		s.dispatch(&fired[i])
-	}
-	s.dispatch(&d)
+	s.dispatch(&d, q)
 	s.poke()
 }
 
@@ -239,9 +244,29 @@ func (s *Server) record(d *schemas.Decision) {
 	}
 }
 
-func (s *Server) dispatch(d *schemas.Decision) {
+// question is what an ask_bot action of a decision asks the bot about:
+// the customer message the decision is for, and how many messages of the
+// conversation came before it (the bot's history). Without it (history
+// -1: the decision is not for a customer message) the bot is asked about
+// the latest customer message.
+type question struct {
+	text    string
+	history int
+}
+
+var noQuestion = question{history: -1}
+
+// questionOf is d's question; called with mu held, right after record(d).
+func (s *Server) questionOf(d *schemas.Decision) question {
+	if d.Duplicate || d.Event.Type != schemas.MessageReceived || d.Event.Conversation == "" {
+		return noQuestion
+	}
+	return question{text: d.Event.Text, history: len(s.messages[d.Event.Conversation]) - 1}
+}
+
+func (s *Server) dispatch(d *schemas.Decision, q question) {
 	for _, out := range d.Outbound {
-		s.outbox.enqueue(out, d.Event.At)
+		s.outbox.enqueue(out, d.Event.At, q)
 	}
 }
 
@@ -280,7 +305,7 @@ func (s *Server) timer(ctx context.Context) {
 		}
 		s.mu.Unlock()
 		for i := range fired {
-			s.dispatch(&fired[i])
+			s.dispatch(&fired[i], noQuestion)
 		}
 	}
 }

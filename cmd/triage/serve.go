@@ -166,7 +166,7 @@ func (c *serveCmd) Run(io stdio, code *int) error {
 	var senders server.Senders
 	apiCfg := httpapi.Config{Logger: log}
 	if w := cfg.WhatsApp; w != nil {
-		senders.WhatsApp = &whatsapp.Client{BaseURL: w.APIURL, PhoneNumberID: w.PhoneNumberID, Token: w.AccessToken}
+		senders.WhatsApp = &whatsapp.Client{BaseURL: w.APIURL, PhoneNumberID: w.PhoneNumberID, Token: w.AccessToken, HTTP: outboundHTTP()}
 		apiCfg.WhatsApp = httpapi.WhatsAppConfig{AppSecret: w.AppSecret, VerifyToken: w.VerifyToken, BusinessNumber: w.PhoneNumberID}
 	} else {
 		log.Info("no whatsapp section: replies and templates are written to the log, not sent; the webhook refuses payloads")
@@ -240,7 +240,10 @@ func (c *serveCmd) Run(io stdio, code *int) error {
 	log.Warn("state is in memory: conversations, the audit log and undelivered work are lost when the process stops (PostgreSQL storage is planned)")
 	log.Info("triage serving", "listen", ln.Addr().String(), "rules", cfg.Rules, "version", set.Version(), "rule_count", len(set.Rules()))
 
-	srv.Start(ctx)
+	// The server runs on a context of its own: ctx ends at SIGINT/SIGTERM,
+	// and Close below must still find the evaluation loop and the
+	// dispatcher running to finish what was accepted (Close stops them).
+	srv.Start(context.WithoutCancel(ctx))
 	go func() {
 		if err := holder.Watch(ctx, 200*time.Millisecond, 5*time.Second); err != nil {
 			log.Error("rule watcher stopped; SIGHUP and POST /-/reload still reload", "error", err)
@@ -274,6 +277,17 @@ func (c *serveCmd) Run(io stdio, code *int) error {
 		log.Error("shutdown incomplete", "error", err)
 	}
 	return nil
+}
+
+// outboundHTTP is the WhatsApp connector's HTTP client. The dispatcher
+// sends from several goroutines at once (server.Options.Workers, 8 by
+// default), and the default transport keeps only 2 idle connections per
+// host: under load many sends (one in nine in BenchmarkServeWebhooks)
+// would otherwise open, and TLS-handshake, a connection of their own.
+func outboundHTTP() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 32
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}
 }
 
 func fileExists(p string) bool {
