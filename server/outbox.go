@@ -374,7 +374,7 @@ func (o *outbox) answer(it item, ans BotAnswer) error {
 		ID: "bot:" + out.Key, Type: schemas.BotAnswered, At: at, Conversation: out.Conversation,
 		Text: ans.Text, Confidence: ans.Confidence, Topic: ans.Topic, Resolved: ans.Resolved,
 	}
-	if err := o.s.Submit(o.ctx, []schemas.Event{ev}, "bot"); err != nil {
+	if err := o.s.submitInternal(o.ctx, ev); err != nil {
 		return fmt.Errorf("submit the bot's answer: %w", err)
 	}
 	return nil
@@ -387,12 +387,16 @@ func (o *outbox) dead(it item, err error) {
 	switch out.Kind {
 	case schemas.OutboundAskBot:
 		// The bot failed: the rules hear it was not confident, and escalate.
-		_ = o.answer(it, BotAnswer{Topic: "bot_error"})
+		if err := o.answer(it, BotAnswer{Topic: "bot_error"}); err != nil {
+			o.s.log.Error("could not hand the rules a not-confident answer; the conversation waits", "conversation", out.Conversation, "error", err)
+		}
 	case schemas.OutboundReply, schemas.OutboundTemplate:
 		var we *whatsapp.Error
 		if errors.As(err, &we) && we.OptedOut {
-			ev := schemas.Event{ID: "optout:" + out.Key, Type: schemas.ContactOptedOut, At: o.s.now(), Conversation: out.Conversation}
-			_ = o.s.Submit(o.ctx, []schemas.Event{ev}, "whatsapp")
+			ev := schemas.Event{ID: "optout:" + out.Key, Type: schemas.ContactOptedOut, At: o.s.now().UTC(), Conversation: out.Conversation}
+			if err := o.s.submitInternal(o.ctx, ev); err != nil {
+				o.s.log.Error("could not record the contact's opt-out", "conversation", out.Conversation, "error", err)
+			}
 		}
 	}
 }
@@ -415,3 +419,10 @@ func (o *outbox) drain(ctx context.Context) {
 }
 
 func (o *outbox) wait() { o.wg.Wait() }
+
+// idle reports whether nothing is pending.
+func (o *outbox) idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pending == 0
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,9 +59,10 @@ type Server struct {
 	sent      map[string]msgRef // WhatsApp message id -> its message record
 	statuses  map[string]bool   // status keys already recorded
 
-	queue  chan schemas.Event
-	wake   chan struct{}
-	outbox *outbox
+	queue    chan schemas.Event
+	inflight atomic.Int64 // accepted events not yet evaluated
+	wake     chan struct{}
+	outbox   *outbox
 
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -128,8 +130,15 @@ func (s *Server) Close(ctx context.Context) error {
 	s.closing.Do(func() { close(s.closed) })
 	done := make(chan struct{})
 	go func() {
-		s.drainQueue()
-		s.outbox.drain(ctx)
+		// Evaluating can queue deliveries, and delivering can queue events
+		// (the bot's answer): drain both until both are empty.
+		for ctx.Err() == nil {
+			s.drainQueue(ctx)
+			s.outbox.drain(ctx)
+			if s.inflight.Load() == 0 && s.outbox.idle() {
+				break
+			}
+		}
 		close(done)
 	}()
 	var err error
@@ -146,14 +155,11 @@ func (s *Server) Close(ctx context.Context) error {
 	return err
 }
 
-// drainQueue waits until the evaluation loop has emptied the queue.
-func (s *Server) drainQueue() {
-	for len(s.queue) > 0 {
+// drainQueue waits until every accepted event is evaluated, or ctx ends.
+func (s *Server) drainQueue(ctx context.Context) {
+	for s.inflight.Load() > 0 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	// The last event taken may still be evaluating.
-	s.mu.Lock()
-	s.mu.Unlock() //nolint:staticcheck // an empty critical section waits for the evaluation in progress
 }
 
 // Submit accepts events: all of them, or none when one is invalid.
@@ -173,14 +179,34 @@ func (s *Server) Submit(ctx context.Context, events []schemas.Event, by string) 
 		return errors.New("event queue full: try again")
 	}
 	for _, ev := range events {
+		s.inflight.Add(1)
 		select {
 		case s.queue <- ev:
 		case <-ctx.Done():
+			s.inflight.Add(-1)
 			return ctx.Err()
 		}
 	}
 	s.log.Debug("events accepted", "count", len(events), "by", by)
 	return nil
+}
+
+// submitInternal accepts an event triage made itself (the bot's answer,
+// an opt-out from a failed send). It waits for room rather than refusing,
+// and is taken while shutting down: losing it would leave a customer
+// without an answer and without an escalation.
+func (s *Server) submitInternal(ctx context.Context, ev schemas.Event) error {
+	if err := engine.Validate(&ev); err != nil {
+		return err
+	}
+	s.inflight.Add(1)
+	select {
+	case s.queue <- ev:
+		return nil
+	case <-ctx.Done():
+		s.inflight.Add(-1)
+		return fmt.Errorf("submit %s: %w", ev.ID, ctx.Err())
+	}
 }
 
 func (s *Server) loop(ctx context.Context) {
@@ -190,6 +216,7 @@ func (s *Server) loop(ctx context.Context) {
 			return
 		case ev := <-s.queue:
 			s.evaluate(ev)
+			s.inflight.Add(-1)
 		}
 	}
 }

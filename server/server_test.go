@@ -262,3 +262,42 @@ func TestQueueMetricPerTeam(t *testing.T) {
 		return false
 	})
 }
+
+// TestCloseFinishesTheBotsAnswer: a question the bot is still answering
+// when shutdown starts is answered, evaluated and replied to before Close
+// returns; nothing the customer is owed is dropped.
+func TestCloseFinishesTheBotsAnswer(t *testing.T) {
+	h, err := reload.New("../examples/rules", rules.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wa := whatsapptest.NewServer()
+	defer wa.Close()
+	asked := make(chan struct{})
+	slow := botFunc(func(context.Context, server.BotQuestion) (server.BotAnswer, error) {
+		close(asked)
+		time.Sleep(200 * time.Millisecond)
+		return server.BotAnswer{Text: "We open at nine.", Confidence: 0.9}, nil
+	})
+	srv, err := server.New(server.Options{
+		Holder:  h,
+		Senders: server.Senders{WhatsApp: &whatsapp.Client{BaseURL: wa.BaseURL(), PhoneNumberID: "1", Token: "t"}, Bot: slow},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start(context.Background())
+	if err := srv.Submit(context.Background(), []schemas.Event{msg("m1", "c7", "When do you open?")}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	<-asked
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{wa: wa}
+	if got := f.texts(); len(got) != 1 || got[0] != "9198c7: We open at nine." {
+		t.Errorf("after Close the WhatsApp fake got %q", got)
+	}
+}
