@@ -182,6 +182,30 @@ func (p *walker) strListPos(n *yaml.Node, what string) []rawValue {
 	return out
 }
 
+// name reads the name of a rule or SLA policy, which must be a slug.
+func (p *walker) name(v *yaml.Node, kind string) (string, Pos) {
+	s, ok := p.str(v, "name")
+	if !ok {
+		return "", Pos{}
+	}
+	if !ruleNameRE.MatchString(s) {
+		p.c.errorf(p.src.pos(v), "%s name %q must match [a-z0-9][a-z0-9_-]*", kind, s)
+	}
+	return s, p.src.pos(v)
+}
+
+// when reads a when: an expression scalar, or nil after reporting why not.
+func (p *walker) when(v *yaml.Node) *yaml.Node {
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		p.c.errorf(p.src.pos(v), "when must be an expression, not %s", kindName(v))
+		return nil
+	}
+	if !p.expression(v, "expression") {
+		return nil
+	}
+	return v
+}
+
 // expression checks a when or macro node: YAML reads a leading ! as a tag,
 // which silently drops it from the expression.
 func (p *walker) expression(n *yaml.Node, what string) bool {
@@ -396,12 +420,7 @@ func (p *walker) rule(n *yaml.Node, index int) (rawRule, bool) {
 		k, v := kv[0], kv[1]
 		switch k.Value {
 		case "name":
-			if s, ok := p.str(v, "name"); ok {
-				r.name, r.namePos = s, p.src.pos(v)
-				if !ruleNameRE.MatchString(s) {
-					p.c.errorf(p.src.pos(v), "rule name %q must match [a-z0-9][a-z0-9_-]*", s)
-				}
-			}
+			r.name, r.namePos = p.name(v, "rule")
 		case "description":
 			r.description, _ = p.str(v, "description")
 		case "on":
@@ -422,14 +441,7 @@ func (p *walker) rule(n *yaml.Node, index int) (rawRule, bool) {
 				}
 			}
 		case "when":
-			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-				p.c.errorf(p.src.pos(v), "when must be an expression, not %s", kindName(v))
-				continue
-			}
-			if !p.expression(v, "expression") {
-				continue
-			}
-			r.when = v
+			r.when = p.when(v)
 		case "priority":
 			r.priority, _ = p.integer(v, "priority")
 		case "stop":
@@ -607,21 +619,9 @@ func (p *walker) policy(n *yaml.Node) (rawPolicy, bool) {
 		k, v := kv[0], kv[1]
 		switch k.Value {
 		case "name":
-			if s, ok := p.str(v, "name"); ok {
-				pol.name, pol.namePos = s, p.src.pos(v)
-				if !ruleNameRE.MatchString(s) {
-					p.c.errorf(p.src.pos(v), "SLA policy name %q must match [a-z0-9][a-z0-9_-]*", s)
-				}
-			}
+			pol.name, pol.namePos = p.name(v, "SLA policy")
 		case "when":
-			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-				p.c.errorf(p.src.pos(v), "when must be an expression, not %s", kindName(v))
-				continue
-			}
-			if !p.expression(v, "expression") {
-				continue
-			}
-			pol.when = v
+			pol.when = p.when(v)
 		case "first_response", "next_response", "resolution":
 			if s, ok := p.str(v, k.Value); ok {
 				pol.durations[k.Value] = rawValue{s, p.src.pos(v)}
