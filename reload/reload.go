@@ -55,6 +55,11 @@ type Holder struct {
 	cur    atomic.Pointer[rules.Set]
 	status atomic.Pointer[Status]
 	mu     sync.Mutex // one reload at a time
+	// rejected is the version of the files last rejected, with its error:
+	// the poll meets them every few seconds until someone fixes them, and
+	// saying so once is enough.
+	rejected    string
+	rejectedErr error
 
 	// OnReload, when set before Watch or Reload is first called, is told
 	// of every attempt: metrics hang here.
@@ -98,12 +103,16 @@ func (h *Holder) Reload() error {
 	if err == nil && rules.Version(files) == h.cur.Load().Version() {
 		if st := *h.status.Load(); !st.OK {
 			// A broken edit was undone: the files are the running set again.
+			h.rejected, h.rejectedErr = "", nil
 			st.OK, st.LastError, st.Problems, st.LastAttempt = true, "", nil, h.now()
 			h.status.Store(&st)
 			h.log.Info("rule directory matches the running set again", "dir", h.dir, "version", st.Version)
 			h.notify(st)
 		}
 		return ErrUnchanged
+	}
+	if err == nil && h.rejected != "" && rules.Version(files) == h.rejected {
+		return h.rejectedErr
 	}
 	var set *rules.Set
 	if err == nil {
@@ -119,11 +128,15 @@ func (h *Holder) Reload() error {
 			st.Problems = es
 		}
 		h.status.Store(&st)
+		if files != nil {
+			h.rejected, h.rejectedErr = rules.Version(files), err
+		}
 		h.log.Error("rule reload rejected; the last good rule set keeps running",
 			"dir", h.dir, "running", st.Version, "error", err)
 		h.notify(st)
 		return err
 	}
+	h.rejected, h.rejectedErr = "", nil
 	old := h.cur.Swap(set)
 	st = Status{Version: set.Version(), Files: len(set.Files()), Rules: len(set.Rules()), LoadedAt: st.LastAttempt, LastAttempt: st.LastAttempt, OK: true}
 	h.status.Store(&st)

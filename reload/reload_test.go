@@ -92,6 +92,11 @@ func TestReloadKeepsLastGoodSet(t *testing.T) {
 	if st.OK || st.Version != first || threshold(h) != 0.6 || !strings.Contains(st.LastError, `unknown event type "bot.answerd"`) || len(st.Problems) == 0 {
 		t.Fatalf("after a broken edit: %+v", st)
 	}
+	// Until the files change, reloading again returns the same rejection
+	// without a second attempt, log line or OnReload call.
+	if err2 := h.Reload(); err2 == nil || err2.Error() != err.Error() || len(seen) != 1 {
+		t.Fatalf("same broken files again: %v, %d notifications", err2, len(seen))
+	}
 	write(t, path, ruleFile("0.6")) // undone
 	if err := h.Reload(); !errors.Is(err, reload.ErrUnchanged) || !h.Status().OK || h.Status().LastError != "" {
 		t.Fatalf("after undoing: %v %+v", err, h.Status())

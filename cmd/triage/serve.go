@@ -75,34 +75,71 @@ type accessEntry struct {
 	Teams []string `yaml:"teams"`
 }
 
-// loadServeConfig reads the file, expanding ${VAR} from the environment
-// first and refusing unknown keys, so a typo is an error, not a default.
-func loadServeConfig(path string) (serveConfig, error) {
-	var cfg serveConfig
+// loadServeConfig reads the file, refusing unknown keys so a typo is an
+// error, not a default. ${VAR} expands from the environment inside scalar
+// values only, after the YAML is parsed: a secret holding a quote, a # or
+// a newline stays one value instead of breaking the file or adding keys.
+//
+// An unset variable expands to empty (the spec's `database:
+// ${TRIAGE_DATABASE_URL}` means "in memory" when it is unset); unset lists
+// them so the caller can say so.
+func loadServeConfig(path string) (cfg serveConfig, unset []string, err error) {
 	if path == "" {
-		return cfg, nil
+		return cfg, nil, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, usageError{fmt.Errorf("read config: %w", err)}
+		return cfg, nil, usageError{fmt.Errorf("read config: %w", err)}
 	}
-	var missing []string
-	expanded := os.Expand(string(data), func(name string) string {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return cfg, nil, usageError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	if len(doc.Content) == 0 {
+		return cfg, nil, nil // an empty file is all defaults
+	}
+	expandScalars(&doc, func(name string) string {
 		v, ok := os.LookupEnv(name)
 		if !ok {
-			missing = append(missing, name)
+			unset = append(unset, name)
 		}
 		return v
 	})
-	dec := yaml.NewDecoder(bytes.NewReader([]byte(expanded)))
+	// yaml.v3's Node.Decode ignores KnownFields, so the expanded tree is
+	// encoded again and decoded strictly.
+	expanded, err := yaml.Marshal(&doc)
+	if err != nil {
+		return cfg, unset, fmt.Errorf("config %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file is all defaults
-		return cfg, usageError{fmt.Errorf("config %s: %w", path, err)}
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, unset, usageError{fmt.Errorf("config %s: %w", path, err)}
 	}
-	if len(missing) > 0 {
-		slog.Warn("config refers to unset environment variables; they expand to empty", "variables", strings.Join(missing, ", "))
+	if w := cfg.WhatsApp; w != nil {
+		var empty []string
+		for _, f := range []struct{ name, v string }{{"phone_number_id", w.PhoneNumberID}, {"access_token", w.AccessToken}, {"app_secret", w.AppSecret}, {"verify_token", w.VerifyToken}} {
+			if strings.TrimSpace(f.v) == "" {
+				empty = append(empty, f.name)
+			}
+		}
+		if len(empty) > 0 {
+			return cfg, unset, usageError{fmt.Errorf("config %s: whatsapp needs %s", path, strings.Join(empty, ", "))}
+		}
 	}
-	return cfg, nil
+	return cfg, unset, nil
+}
+
+func expandScalars(n *yaml.Node, mapping func(string) string) {
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "$") {
+		n.Value = os.Expand(n.Value, mapping)
+		if n.Tag != "!!str" {
+			n.Tag, n.Style = "!!str", yaml.DoubleQuotedStyle
+		}
+	}
+	for _, c := range n.Content {
+		expandScalars(c, mapping)
+	}
 }
 
 // botAdapter gives the server connectors/bot's Bot.
@@ -129,9 +166,12 @@ func (a botAdapter) AskBot(ctx context.Context, q server.BotQuestion) (server.Bo
 
 func (c *serveCmd) Run(io stdio, code *int) error {
 	log := slog.New(slog.NewTextHandler(io.err, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg, err := loadServeConfig(c.Config)
+	cfg, unset, err := loadServeConfig(c.Config)
 	if err != nil {
 		return err
+	}
+	if len(unset) > 0 {
+		log.Warn("config refers to unset environment variables; they expand to empty", "variables", strings.Join(unset, ", "))
 	}
 	if c.Rules != "" {
 		cfg.Rules = c.Rules
