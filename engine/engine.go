@@ -390,7 +390,8 @@ func (p *pass) after() {
 
 func (p *pass) window() {
 	if c := p.conv; c != nil {
-		c.WindowOpen = !c.LastCustomerMessageAt.IsZero() && p.ev.At.Sub(c.LastCustomerMessageAt) < Window
+		c.WindowOpen = !c.LastCustomerMessageAt.IsZero() && p.ev.At.Sub(c.LastCustomerMessageAt) < Window &&
+			!c.LastCustomerMessageAt.Equal(c.windowClosedAfter)
 	}
 }
 
@@ -725,6 +726,17 @@ func (e *Engine) Seed(set *rules.Set, conv schemas.Conversation, contact *schema
 	c.sla.nrArmed = !conv.LastAgentMessageAt.IsZero() && !conv.LastAgentMessageAt.Before(conv.LastCustomerMessageAt)
 	p := &pass{e: e, set: set, conv: c, ev: &schemas.Event{At: conv.OpenedAt}}
 	p.setAssignee(assignee)
+}
+
+// CloseWindow records that WhatsApp refused a message to the conversation
+// as outside the customer service window (error 131047): Meta's clock is
+// the one that counts, so the window stays closed for triage too, and
+// replies are skipped as window_closed, until the customer writes again.
+func (e *Engine) CloseWindow(conversation string) {
+	if c := e.mem.convs[conversation]; c != nil {
+		c.windowClosedAfter = c.LastCustomerMessageAt
+		c.WindowOpen = false
+	}
 }
 
 // SetAgentStatus sets an agent's status outside any event, for seeding.

@@ -66,3 +66,27 @@ func TestTimesPrintInUTC(t *testing.T) {
 		t.Errorf("decision times not in UTC: %s", b)
 	}
 }
+
+func TestCloseWindow(t *testing.T) {
+	set := compileOne(t, "version: 1\nrules:\n  - {name: r, on: [bot.answered], actions: [{reply: {text: hi}}]}\n")
+	eng := engine.New()
+	at := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+	process := func(ev schemas.Event) schemas.Decision {
+		d, err := eng.Process(set, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	process(schemas.Event{ID: "m1", Type: schemas.MessageReceived, At: at, Conversation: "c1", Text: "q"})
+	eng.CloseWindow("c1") // WhatsApp answered 131047
+	d := process(schemas.Event{ID: "b1", Type: schemas.BotAnswered, At: at.Add(time.Minute), Conversation: "c1", Confidence: 0.9})
+	if d.Actions[0].Outcome != schemas.OutcomeSkipped || d.Actions[0].Reason != "window_closed" || d.Conversation.WindowOpen {
+		t.Errorf("after CloseWindow: %+v", d.Actions[0])
+	}
+	process(schemas.Event{ID: "m2", Type: schemas.MessageReceived, At: at.Add(2 * time.Minute), Conversation: "c1", Text: "again"})
+	d = process(schemas.Event{ID: "b2", Type: schemas.BotAnswered, At: at.Add(3 * time.Minute), Conversation: "c1", Confidence: 0.9})
+	if d.Actions[0].Outcome != schemas.OutcomeQueued {
+		t.Errorf("a new customer message opens the window again: %+v", d.Actions[0])
+	}
+}

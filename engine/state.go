@@ -24,6 +24,9 @@ type Conv struct {
 	assigneeView schemas.Assignee
 	queued       bool
 	sla          slaState
+	// windowClosedAfter is the customer message after which WhatsApp said
+	// the window was closed; a later message opens it again.
+	windowClosedAfter time.Time
 }
 
 // AgentState is what the engine knows of an agent at run time.

@@ -12,19 +12,20 @@ import (
 // metrics are the daemon's Prometheus metrics, registered on the
 // registerer the command passes in (no globals, so tests stay hermetic).
 type metrics struct {
-	events        *prometheus.CounterVec
-	duplicates    prometheus.Counter
-	matches       *prometheus.CounterVec
-	ruleErrors    *prometheus.CounterVec
-	actions       *prometheus.CounterVec
-	escalations   *prometheus.CounterVec
-	latency       prometheus.Histogram
-	deliveries    *prometheus.CounterVec
-	outboxPending prometheus.Gauge
-	refused       prometheus.Counter
-	reloadOK      prometheus.Gauge
-	reloadTime    prometheus.Gauge
-	rulesInfo     *prometheus.GaugeVec
+	events         *prometheus.CounterVec
+	duplicates     prometheus.Counter
+	matches        *prometheus.CounterVec
+	ruleErrors     *prometheus.CounterVec
+	actions        *prometheus.CounterVec
+	escalations    *prometheus.CounterVec
+	latency        prometheus.Histogram
+	deliveries     *prometheus.CounterVec
+	outboxPending  prometheus.Gauge
+	whatsappFailed *prometheus.CounterVec
+	refused        prometheus.Counter
+	reloadOK       prometheus.Gauge
+	reloadTime     prometheus.Gauge
+	rulesInfo      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
@@ -57,6 +58,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		outboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "triage_outbound_pending", Help: "Outbound items waiting for delivery.",
 		}),
+		whatsappFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triage_whatsapp_failed_statuses_total", Help: "Messages WhatsApp reported failed after accepting them, by error code.",
+		}, []string{"code"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "triage_events_refused_total", Help: "Event batches refused because the queue was full.",
 		}),
@@ -74,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		"Conversations waiting in a team's queue for an eligible agent.", []string{"team"}, nil)}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.events, m.duplicates, m.matches, m.ruleErrors, m.actions, m.escalations,
-			m.latency, m.deliveries, m.outboxPending, m.refused, m.reloadOK, m.reloadTime, m.rulesInfo, queues} {
+			m.latency, m.deliveries, m.outboxPending, m.whatsappFailed, m.refused, m.reloadOK, m.reloadTime, m.rulesInfo, queues} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -392,6 +392,11 @@ func (o *outbox) dead(it item, err error) {
 		}
 	case schemas.OutboundReply, schemas.OutboundTemplate:
 		var we *whatsapp.Error
+		if errors.As(err, &we) && we.WindowClosed {
+			o.s.mu.Lock()
+			o.s.eng.CloseWindow(out.Conversation)
+			o.s.mu.Unlock()
+		}
 		if errors.As(err, &we) && we.OptedOut {
 			ev := schemas.Event{ID: "optout:" + out.Key, Type: schemas.ContactOptedOut, At: o.s.now().UTC(), Conversation: out.Conversation}
 			if err := o.s.submitInternal(o.ctx, ev); err != nil {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -347,12 +348,28 @@ func (s *Server) Statuses(_ context.Context, statuses []whatsapp.Status) error {
 			continue
 		}
 		s.statuses[st.Key()] = true
-		if ref, ok := s.sent[st.ID]; ok {
-			s.messages[ref.conv][ref.index].Status = st.Status
+		ref, ok := s.sent[st.ID]
+		if !ok {
+			continue
+		}
+		m := &s.messages[ref.conv][ref.index]
+		// Webhooks may arrive out of order: a status only moves forward,
+		// so a late "delivered" does not undo "read". Failed is final.
+		if statusRank[st.Status] > statusRank[m.Status] {
+			m.Status = st.Status
+		}
+		if st.Status == "failed" {
+			s.metrics.whatsappFailed.WithLabelValues(strconv.Itoa(st.ErrorCode)).Inc()
+			s.log.Warn("whatsapp reports a message failed", "conversation", ref.conv, "code", st.ErrorCode, "title", st.ErrorTitle, "details", st.ErrorDetails)
+			if st.ErrorCode == whatsapp.CodeReEngagement {
+				s.eng.CloseWindow(ref.conv)
+			}
 		}
 	}
 	return nil
 }
+
+var statusRank = map[string]int{"": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 // noteSent records a message the dispatcher delivered to a customer.
 func (s *Server) noteSent(conv, text, id string, at time.Time) {

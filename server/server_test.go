@@ -301,3 +301,30 @@ func TestCloseFinishesTheBotsAnswer(t *testing.T) {
 		t.Errorf("after Close the WhatsApp fake got %q", got)
 	}
 }
+
+// TestStatuses: statuses only move forward, and a 131047 failure closes
+// the window so the next reply is skipped rather than sent and refused.
+func TestStatuses(t *testing.T) {
+	f := start(t, "../examples/rules", confident("We open at nine."))
+	ctx := context.Background()
+	if err := f.srv.Submit(ctx, []schemas.Event{msg("m1", "c8", "When do you open?")}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the bot's answer to go out", func() bool { return len(f.texts()) == 1 })
+	id := f.wa.Requests()[0].MessageID
+	at := time.Now().UTC()
+	_ = f.srv.Statuses(ctx, []whatsapp.Status{{ID: id, Status: "read", Timestamp: at}, {ID: id, Status: "delivered", Timestamp: at}})
+	v, _, _ := f.srv.Conversation(ctx, "c8")
+	if got := v.Messages[len(v.Messages)-1].Status; got != "read" {
+		t.Errorf("a late delivered replaced read: %q", got)
+	}
+	_ = f.srv.Statuses(ctx, []whatsapp.Status{{ID: id, Status: "failed", ErrorCode: whatsapp.CodeReEngagement, Timestamp: at}})
+	if err := f.srv.Submit(ctx, []schemas.Event{{ID: "b9", Type: schemas.BotAnswered, At: time.Now().UTC(), Conversation: "c8", Text: "more", Confidence: 0.9}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the next reply to be skipped as window_closed", func() bool {
+		v, _, _ := f.srv.Conversation(ctx, "c8")
+		last := v.Decisions[len(v.Decisions)-1]
+		return last.Event.ID == "b9" && len(last.Actions) == 1 && last.Actions[0].Reason == "window_closed"
+	})
+}
