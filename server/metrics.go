@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Name: "triage_whatsapp_failed_statuses_total", Help: "Messages WhatsApp reported failed after accepting them, by error code.",
 		}, []string{"code"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "triage_events_refused_total", Help: "Event batches refused because the queue was full.",
+			Name: "triage_events_refused_total", Help: "Event batches refused because the evaluation queue was full or too much outbound work waited.",
 		}),
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "triage_rules_last_reload_successful", Help: "Whether the latest rule reload succeeded (1) or was rejected (0).",

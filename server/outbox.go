@@ -425,6 +425,13 @@ func (o *outbox) drain(ctx context.Context) {
 
 func (o *outbox) wait() { o.wg.Wait() }
 
+// pendingCount is how many items wait for delivery.
+func (o *outbox) pendingCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pending
+}
+
 // idle reports whether nothing is pending.
 func (o *outbox) idle() bool {
 	o.mu.Lock()

@@ -42,6 +42,10 @@ type Options struct {
 	QueueSize int
 	// Workers deliver outbound work in parallel across conversations.
 	Workers int
+	// MaxPending bounds outbound work waiting for delivery: past it,
+	// Submit refuses new events (the webhook answers 503 and Meta retries
+	// later) rather than let replies queue for minutes. Default 20,000.
+	MaxPending int
 	// Retry shapes the delivery backoff; zero values take defaults.
 	Retry RetryPolicy
 }
@@ -92,6 +96,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 8
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 20000
 	}
 	s := &Server{
 		opts:      opts,
@@ -178,6 +185,10 @@ func (s *Server) Submit(ctx context.Context, events []schemas.Event, by string) 
 	if cap(s.queue)-len(s.queue) < len(events) {
 		s.metrics.refused.Inc()
 		return errors.New("event queue full: try again")
+	}
+	if n := s.outbox.pendingCount(); n >= s.opts.MaxPending {
+		s.metrics.refused.Inc()
+		return fmt.Errorf("%d outbound messages wait for delivery: try again", n)
 	}
 	for _, ev := range events {
 		s.inflight.Add(1)
@@ -462,6 +473,9 @@ func (s *Server) Ready(context.Context) error {
 	}
 	if len(s.queue) == cap(s.queue) {
 		return errors.New("event queue full")
+	}
+	if n := s.outbox.pendingCount(); n >= s.opts.MaxPending {
+		return fmt.Errorf("%d outbound messages wait for delivery", n)
 	}
 	return nil
 }

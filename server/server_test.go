@@ -328,3 +328,40 @@ func TestStatuses(t *testing.T) {
 		return last.Event.ID == "b9" && len(last.Actions) == 1 && last.Actions[0].Reason == "window_closed"
 	})
 }
+
+// TestBackpressure: while WhatsApp is down and replies pile up, new events
+// are refused (the webhook answers 503, Meta retries) instead of queueing
+// replies for minutes; once deliveries drain they are taken again.
+func TestBackpressure(t *testing.T) {
+	h, err := reload.New("../examples/rules", rules.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wa := whatsapptest.NewServer()
+	defer wa.Close()
+	wa.FailNext(1000, whatsapptest.Reply{Status: 500})
+	srv, err := server.New(server.Options{
+		Holder:     h,
+		Senders:    server.Senders{WhatsApp: &whatsapp.Client{BaseURL: wa.BaseURL(), PhoneNumberID: "1", Token: "t"}},
+		MaxPending: 2,
+		Retry:      server.RetryPolicy{Base: 20 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 1000},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start(context.Background())
+	defer srv.Close(context.Background())
+	ctx := context.Background()
+	for i, c := range []string{"p1", "p2"} {
+		if err := srv.Submit(ctx, []schemas.Event{msg("h"+string(rune('0'+i)), c, "agent please")}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "new events to be refused", func() bool {
+		return srv.Submit(ctx, []schemas.Event{msg("h9", "p3", "agent please")}, "test") != nil && srv.Ready(ctx) != nil
+	})
+	wa.Reset() // WhatsApp is back
+	eventually(t, "events to be taken again", func() bool {
+		return srv.Submit(ctx, []schemas.Event{msg("h8", "p4", "agent please")}, "test") == nil
+	})
+}
