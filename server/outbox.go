@@ -224,10 +224,12 @@ func (o *outbox) deliver(it item) bool {
 		}
 		if err == nil {
 			o.s.metrics.delivered(connector, "delivered")
+			o.s.noteDelivery(it.out, "delivered", attempt+1, nil)
 			return true
 		}
 		if !retryable(err) || attempt+1 >= limit {
 			o.s.metrics.delivered(connector, "dead")
+			o.s.noteDelivery(it.out, "dead", attempt+1, err)
 			o.dead(it, err)
 			return true
 		}

@@ -63,6 +63,7 @@ type Server struct {
 	messages  map[string][]httpapi.Message
 	sent      map[string]msgRef // WhatsApp message id -> its message record
 	statuses  map[string]bool   // status keys already recorded
+	delivered map[string][]httpapi.Delivery
 
 	queue    chan schemas.Event
 	inflight atomic.Int64 // accepted events not yet evaluated
@@ -109,6 +110,7 @@ func New(opts Options) (*Server, error) {
 		messages:  map[string][]httpapi.Message{},
 		sent:      map[string]msgRef{},
 		statuses:  map[string]bool{},
+		delivered: map[string][]httpapi.Delivery{},
 		queue:     make(chan schemas.Event, opts.QueueSize),
 		wake:      make(chan struct{}, 1),
 		closed:    make(chan struct{}),
@@ -382,6 +384,20 @@ func (s *Server) Statuses(_ context.Context, statuses []whatsapp.Status) error {
 
 var statusRank = map[string]int{"": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
+// noteDelivery records what became of an outbound item of a conversation.
+func (s *Server) noteDelivery(out schemas.Outbound, result string, attempts int, err error) {
+	if out.Conversation == "" {
+		return
+	}
+	d := httpapi.Delivery{Key: out.Key, Kind: out.Kind, Result: result, Attempts: attempts, At: s.now().UTC()}
+	if err != nil {
+		d.Error = err.Error()
+	}
+	s.mu.Lock()
+	s.delivered[out.Conversation] = append(s.delivered[out.Conversation], d)
+	s.mu.Unlock()
+}
+
 // noteSent records a message the dispatcher delivered to a customer.
 func (s *Server) noteSent(conv, text, id string, at time.Time) {
 	s.mu.Lock()
@@ -407,6 +423,7 @@ func (s *Server) Conversation(_ context.Context, id string) (httpapi.Conversatio
 		Messages:     append([]httpapi.Message{}, s.messages[id]...),
 		Notes:        []httpapi.Note{},
 		Decisions:    append([]schemas.Decision{}, s.decisions[id]...),
+		Deliveries:   append([]httpapi.Delivery{}, s.delivered[id]...),
 	}
 	for _, n := range c.Notes {
 		v.Notes = append(v.Notes, httpapi.Note{At: n.At, Text: n.Text, Author: n.Author})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/triage-dev/triage/connectors/httpapi"
 	"github.com/triage-dev/triage/connectors/whatsapp"
 	"github.com/triage-dev/triage/connectors/whatsapp/whatsapptest"
 	"github.com/triage-dev/triage/reload"
@@ -135,6 +136,21 @@ func TestBotLoopAndOrderThroughAnOutage(t *testing.T) {
 	want := []string{"9198c2: Answer to: When do you open?", "9198c2: Answer to: And on Sunday?"}
 	if got := f.texts(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("sent %q, want %q", got, want)
+	}
+	// The deliveries record what the decisions' "queued" became: the first
+	// reply needed four tries (three 500s), everything was delivered.
+	v, _, _ := f.srv.Conversation(ctx, "c2")
+	var replies []httpapi.Delivery
+	for _, d := range v.Deliveries {
+		if d.Result != "delivered" {
+			t.Errorf("delivery %+v", d)
+		}
+		if d.Kind == schemas.OutboundReply {
+			replies = append(replies, d)
+		}
+	}
+	if len(replies) != 2 || replies[0].Attempts != 4 || replies[1].Attempts != 1 {
+		t.Errorf("reply deliveries %+v", replies)
 	}
 	mu.Lock()
 	defer mu.Unlock()

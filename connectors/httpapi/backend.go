@@ -65,14 +65,27 @@ type Message struct {
 	Status string    `json:"status,omitempty"` // delivery status of an outbound message
 }
 
+// Delivery is what became of one outbound item (a decision's queued
+// action): delivered, or dead after its attempts. Decisions are the audit
+// record as evaluated and keep "queued"; deliveries say what happened next.
+type Delivery struct {
+	Key      string    `json:"key"` // the outbound item's idempotency key: event/rule/action
+	Kind     string    `json:"kind"`
+	Result   string    `json:"result"` // delivered or dead
+	Attempts int       `json:"attempts"`
+	Error    string    `json:"error,omitempty"`
+	At       time.Time `json:"at"`
+}
+
 // ConversationView is GET /v1/conversations/{id}: the state, its messages
-// and notes, and its decision records, newest last.
+// and notes, its decision records and deliveries, newest last.
 type ConversationView struct {
 	Conversation schemas.Conversation `json:"conversation"`
 	Contact      schemas.Contact      `json:"contact"`
 	Messages     []Message            `json:"messages"`
 	Notes        []Note               `json:"notes"`
 	Decisions    []schemas.Decision   `json:"decisions"`
+	Deliveries   []Delivery           `json:"deliveries"`
 }
 
 // RulesStatus is GET /v1/rules.
