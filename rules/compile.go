@@ -38,14 +38,13 @@ var envNames = []string{"event", "conversation", "contact", "assignee", "eta_min
 var funcNames = []string{"contains_any", "contains_word", "matches", "minutes_since", "hours_since", "in_business_hours"}
 
 type macro struct {
-	name    string
-	pos     Pos
-	node    *yaml.Node
-	src     *source
-	text    string
-	deps    []string
-	bad     bool // has errors of its own, or is part of a cycle
-	checked bool
+	name string
+	pos  Pos
+	node *yaml.Node
+	src  *source
+	text string
+	deps []string
+	bad  bool // has errors of its own, or is part of a cycle
 }
 
 type regexpEntry struct {
@@ -534,9 +533,8 @@ type exprAt struct {
 func (at exprAt) pos(runeOff int) Pos { return at.src.within(at.node, at.base+runeOff) }
 
 type compiled struct {
-	prog  *vm.Program
-	root  ast.Node
-	clean bool
+	prog *vm.Program
+	root ast.Node
 }
 
 // compile compiles one expression with macros expanded and the fast paths
@@ -586,7 +584,7 @@ func (cp *compiler) compile(text string, at exprAt, asBool bool) (compiled, bool
 	if rw.root != nil {
 		root = *rw.root
 	}
-	return compiled{prog: prog, root: root, clean: true}, true
+	return compiled{prog: prog, root: root}, true
 }
 
 // internalNames maps the hidden functions the rewriter calls back to the

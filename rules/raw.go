@@ -2,7 +2,6 @@ package rules
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"regexp"
 	"strconv"
@@ -528,8 +527,6 @@ func yamlErrMsg(err error) string {
 	}
 	return msg
 }
-
-var _ = fmt.Sprint
 
 // rawValue is a scalar with its position.
 type rawValue struct {

@@ -19,7 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
+	"sort"
 	"strings"
 	"time"
 
@@ -287,11 +287,12 @@ func jsonFields(v any) map[string]bool {
 func checkFields(m map[string]any, known map[string]bool) error {
 	for k := range m {
 		if !known[k] {
-			var names []string
+			names := make([]string, 0, len(known))
 			for n := range known {
 				names = append(names, n)
 			}
-			return fmt.Errorf("unknown field %q", k)
+			sort.Strings(names)
+			return fmt.Errorf("unknown field %q (known: %s)", k, strings.Join(names, ", "))
 		}
 	}
 	return nil
@@ -618,8 +619,6 @@ func jsonShape(v any) any {
 	_ = json.Unmarshal(b, &out)
 	return out
 }
-
-var _ = strconv.Itoa
 
 // validState checks a test's starting state the way explain --state is
 // checked, with the field named when its type is wrong.
