@@ -34,7 +34,7 @@ type RuleTrace struct {
 // for concurrent use: the daemon serialises events per conversation in
 // front of it.
 type Engine struct {
-	mem    *Memory
+	mem    *Memory // the engine's own state, for Process and FireDue
 	env    *rules.Env
 	envSet *rules.Set
 
@@ -48,6 +48,11 @@ type Engine struct {
 
 // New returns an engine with empty in-memory state.
 func New() *Engine { return &Engine{mem: NewMemory()} }
+
+// NewStateless returns an engine without state of its own, for a daemon
+// worker that evaluates every event with Eval against a store's unit of
+// work.
+func NewStateless() *Engine { return &Engine{} }
 
 // ErrInvalidEvent wraps every reason an event is refused before evaluation.
 var ErrInvalidEvent = errors.New("invalid event")
@@ -133,6 +138,9 @@ func ValidateState(c *schemas.Conversation) error {
 // it builds. It implements actions.Context for the actions it fires.
 type pass struct {
 	e       *Engine
+	st      State
+	sh      *Shared // the shared state, once this pass took it
+	err     error   // the first State error; the pass then changes nothing more
 	set     *rules.Set
 	ev      *schemas.Event
 	conv    *Conv
@@ -151,10 +159,22 @@ const (
 	phaseAfter
 )
 
-// Process evaluates one event and returns its decision. An event that is
-// malformed is refused with an error wrapping ErrInvalidEvent and changes
-// nothing.
+// Process evaluates one event against the engine's own state and returns
+// its decision. An event that is malformed is refused with an error
+// wrapping ErrInvalidEvent and changes nothing.
 func (e *Engine) Process(set *rules.Set, ev *schemas.Event) (schemas.Decision, error) {
+	return e.Eval(e.mem, set, ev)
+}
+
+// ErrState wraps every error a State returned during an evaluation: the
+// evaluation stopped there, and the caller must throw its changes away.
+var ErrState = errors.New("state")
+
+// Eval evaluates one event against st and returns its decision. An event
+// that is malformed is refused with an error wrapping ErrInvalidEvent and
+// changes nothing; a State failure ends it with an error wrapping
+// ErrState, after which st holds a partial evaluation to throw away.
+func (e *Engine) Eval(st State, set *rules.Set, ev *schemas.Event) (schemas.Decision, error) {
 	if err := Validate(ev); err != nil {
 		return schemas.Decision{}, err
 	}
@@ -162,16 +182,22 @@ func (e *Engine) Process(set *rules.Set, ev *schemas.Event) (schemas.Decision, e
 	// time and everything derived from it print in UTC.
 	ev.At = ev.At.UTC()
 	d := schemas.Decision{Event: *ev}
-	if e.mem.seen[ev.ID] {
+	dup, err := st.Seen(ev.ID)
+	if err != nil {
+		return schemas.Decision{}, fmt.Errorf("%w: %w", ErrState, err)
+	}
+	if dup {
 		d.Duplicate = true
 		return d, nil
 	}
-	e.mem.seen[ev.ID] = true
 	d.RuleSet = set.Version()
 	d.Matched, d.Actions, d.Errors = []string{}, []schemas.ActionRecord{}, []schemas.RuleError{}
 
-	p := &pass{e: e, set: set, ev: ev, d: &d}
+	p := &pass{e: e, st: st, set: set, ev: ev, d: &d}
 	p.load()
+	if p.err != nil {
+		return schemas.Decision{}, p.err
+	}
 	p.before()
 
 	if e.envSet != set {
@@ -219,12 +245,38 @@ func (e *Engine) Process(set *rules.Set, ev *schemas.Event) (schemas.Decision, e
 	p.after()
 	p.phase = phaseAfter
 	p.slaUpdate()
+	if p.err != nil {
+		return schemas.Decision{}, p.err
+	}
 	if p.conv != nil {
 		c := p.conv.Conversation
 		c.Tags = append([]string{}, c.Tags...)
 		d.Conversation = &c
 	}
 	return d, nil
+}
+
+// fail keeps the first State error; the evaluation ends with it.
+func (p *pass) fail(err error) {
+	if p.err == nil {
+		p.err = fmt.Errorf("%w: %w", ErrState, err)
+	}
+}
+
+// shared returns the shared state, taking it from the State the first
+// time. After a failure it returns an empty one to finish the pass on;
+// the pass's error throws the whole evaluation away.
+func (p *pass) shared() *Shared {
+	if p.sh != nil {
+		return p.sh
+	}
+	sh, err := p.st.Shared()
+	if err != nil {
+		p.fail(err)
+		sh = NewShared()
+	}
+	p.sh = sh
+	return sh
 }
 
 func (p *pass) fire(a *rules.Action, env *rules.Env) schemas.ActionRecord {
@@ -248,14 +300,21 @@ func (p *pass) fire(a *rules.Action, env *rules.Env) schemas.ActionRecord {
 
 // load finds or creates the conversation and contact the event is about.
 func (p *pass) load() {
-	m := p.e.mem
 	ev := p.ev
 	if ev.Conversation != "" {
-		p.conv = m.convs[ev.Conversation]
-		if p.conv == nil {
-			p.conv = newConv(ev.Conversation, ev.At)
-			m.convs[ev.Conversation] = p.conv
+		c, err := p.st.Conversation(ev.Conversation)
+		if err != nil {
+			p.fail(err)
+			return
 		}
+		if c == nil {
+			c = NewConv(ev.Conversation, ev.At)
+			if err := p.st.AddConversation(c); err != nil {
+				p.fail(err)
+				return
+			}
+		}
+		p.conv = c
 	}
 	contactID := ""
 	switch {
@@ -267,7 +326,12 @@ func (p *pass) load() {
 		contactID = p.conv.ID
 	}
 	if contactID != "" {
-		p.contact = m.contact(contactID)
+		contact, err := p.st.Contact(contactID)
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		p.contact = contact
 		if p.conv != nil {
 			p.conv.Contact = contactID
 			p.refreshAssignee()
@@ -309,7 +373,7 @@ func (p *pass) views() (*schemas.Conversation, *schemas.Contact) {
 
 // before applies the event's own effects, which rules then see.
 func (p *pass) before() {
-	ev, c, m := p.ev, p.conv, p.e.mem
+	ev, c := p.ev, p.conv
 	switch ev.Type {
 	case schemas.MessageReceived:
 		if c.Status == schemas.StatusResolved {
@@ -341,8 +405,9 @@ func (p *pass) before() {
 		}
 	case schemas.AgentStatus:
 		p.knownAgent()
-		m.agent(ev.Agent).Status = ev.Status
-		m.freed = true
+		sh := p.shared()
+		sh.agent(ev.Agent).Status = ev.Status
+		sh.freed = true
 	case schemas.ConversationAssigned:
 		p.knownAgent()
 		p.setAssignee(ev.Agent)
@@ -406,19 +471,20 @@ func (p *pass) eta() int {
 
 // setAssignee changes the assignee, keeping agents' open counts true.
 func (p *pass) setAssignee(agent string) {
-	c, m := p.conv, p.e.mem
+	c := p.conv
 	if c.Assignee == agent {
 		return
 	}
 	open := c.Status != schemas.StatusResolved
 	if c.Assignee != "" && open {
-		m.agent(c.Assignee).Open--
-		m.freed = true
+		sh := p.shared()
+		sh.agent(c.Assignee).Open--
+		sh.freed = true
 	}
 	c.Assignee = agent
 	if agent != "" {
 		if open {
-			m.agent(agent).Open++
+			p.shared().agent(agent).Open++
 		}
 		p.dequeue()
 	}
@@ -440,19 +506,19 @@ func (p *pass) refreshAssignee() {
 }
 
 func (p *pass) setStatus(status string) {
-	c, m := p.conv, p.e.mem
+	c := p.conv
 	if c.Status == status {
 		return
 	}
 	wasOpen := c.Status != schemas.StatusResolved
 	isOpen := status != schemas.StatusResolved
 	if c.Assignee != "" && wasOpen != isOpen {
+		sh := p.shared()
 		if isOpen {
-			m.agent(c.Assignee).Open++
+			sh.agent(c.Assignee).Open++
 		} else {
-			m.agent(c.Assignee).Open--
-			m.freed = true
-			m.freed = true
+			sh.agent(c.Assignee).Open--
+			sh.freed = true
 		}
 	}
 	wasResolved := c.Status == schemas.StatusResolved
@@ -475,10 +541,10 @@ func (p *pass) dequeue() {
 	if !c.queued {
 		return
 	}
-	for _, ts := range p.e.mem.teams {
-		for i, q := range ts.queue {
-			if q.conv == c.ID {
-				ts.queue = append(ts.queue[:i], ts.queue[i+1:]...)
+	for _, ts := range p.shared().teams {
+		for i, q := range ts.Queue {
+			if q.Conversation == c.ID {
+				ts.Queue = append(ts.Queue[:i], ts.Queue[i+1:]...)
 				break
 			}
 		}
@@ -491,21 +557,21 @@ func (p *pass) enqueue(team string, req actions.AssignRequest) {
 	if team == "" {
 		return
 	}
-	ts := p.e.mem.team(team)
-	for i := range ts.queue {
-		if ts.queue[i].conv == c.ID {
-			ts.queue[i].req = req
+	ts := p.shared().team(team)
+	for i := range ts.Queue {
+		if ts.Queue[i].Conversation == c.ID {
+			ts.Queue[i].Request = req
 			return
 		}
 	}
 	p.dequeue() // a conversation waits in one team's queue only
-	ts.queue = append(ts.queue, queueEntry{conv: c.ID, since: p.ev.At, req: req})
+	ts.Queue = append(ts.Queue, QueueEntry{Conversation: c.ID, Since: p.ev.At, Request: req})
 	c.queued = true
 }
 
 // eligible reports whether agent a may take a conversation under req.
 func (p *pass) eligible(a *rules.Agent, req actions.AssignRequest) bool {
-	st := p.e.mem.agent(a.ID)
+	st := p.shared().agent(a.ID)
 	return st.Status == schemas.AgentOnline &&
 		(a.Capacity == 0 || st.Open < a.Capacity) &&
 		a.HasSkills(req.Skills) && a.Speaks(req.Language) &&
@@ -519,7 +585,8 @@ func (p *pass) pick(team *rules.Team, req actions.AssignRequest) *rules.Agent {
 		return nil
 	}
 	start := 0
-	if last := p.e.mem.team(team.Name).lastGiven; last != "" {
+	sh := p.shared()
+	if last := sh.team(team.Name).LastGiven; last != "" {
 		for i, a := range team.Members {
 			if a.ID == last {
 				start = i + 1
@@ -540,7 +607,7 @@ func (p *pass) pick(team *rules.Team, req actions.AssignRequest) *rules.Agent {
 		if strategy != "least_busy" {
 			return a
 		}
-		if best == nil || p.e.mem.agent(a.ID).Open < p.e.mem.agent(best.ID).Open {
+		if best == nil || sh.agent(a.ID).Open < sh.agent(best.ID).Open {
 			best = a
 		}
 	}
@@ -577,14 +644,14 @@ func (p *pass) Assign(req actions.AssignRequest) (string, error) {
 	// aside (it already counts against it): customers should not bounce
 	// between agents because a rule fired twice.
 	if cur := p.set.Agent(c.Assignee); cur != nil && cur.Team == team.Name &&
-		p.e.mem.agent(cur.ID).Status == schemas.AgentOnline &&
+		p.shared().agent(cur.ID).Status == schemas.AgentOnline &&
 		cur.HasSkills(req.Skills) && cur.Speaks(req.Language) &&
 		(req.Agent == "" || req.Agent == cur.ID) {
 		return cur.ID, nil
 	}
 	if a := p.pick(team, req); a != nil {
 		p.setAssignee(a.ID)
-		p.e.mem.team(team.Name).lastGiven = a.ID
+		p.shared().team(team.Name).LastGiven = a.ID
 		return a.ID, nil
 	}
 	p.setAssignee("")
@@ -626,38 +693,54 @@ func (p *pass) Send(kind string, params map[string]any) {
 // drain assigns waiting conversations, oldest first, to agents who became
 // eligible: capacity freed, an agent came online, a conversation left.
 func (p *pass) drain() {
-	m := p.e.mem
-	// A waiting conversation found nobody eligible when it was queued, so
-	// only freed capacity, a changed status or a new rule set can help it.
-	if !m.freed && m.drainedWith == p.set {
+	// A pass that never took the shared state changed nothing that could
+	// make an agent eligible; one whose conversation waits drains anyway,
+	// because another unit of work may have skipped it while this one
+	// held it (see State.Queued).
+	if p.sh == nil && (p.conv == nil || !p.conv.queued) {
 		return
 	}
-	m.freed, m.drainedWith = false, p.set
+	sh := p.shared()
+	// A waiting conversation found nobody eligible when it was queued, so
+	// only freed capacity, a changed status or a new rule set can help it.
+	if !sh.freed && sh.drainedWith == p.set && (p.conv == nil || !p.conv.queued) {
+		return
+	}
+	sh.freed, sh.drainedWith = false, p.set
 	for _, team := range p.set.Teams() {
-		ts := m.teams[team.Name]
-		if ts == nil || len(ts.queue) == 0 {
+		ts := sh.teams[team.Name]
+		if ts == nil || len(ts.Queue) == 0 {
 			continue
 		}
-		for i := 0; i < len(ts.queue); {
-			q := ts.queue[i]
-			c := m.convs[q.conv]
-			if c == nil || c.Status == schemas.StatusResolved || c.Assignee != "" {
-				ts.queue = append(ts.queue[:i], ts.queue[i+1:]...)
-				if c != nil {
-					c.queued = false
+		for i := 0; i < len(ts.Queue) && p.err == nil; {
+			q := ts.Queue[i]
+			c := p.conv
+			if c == nil || c.ID != q.Conversation {
+				var err error
+				if c, err = p.st.Queued(q.Conversation); err != nil {
+					p.fail(err)
+					return
 				}
+				if c == nil { // held elsewhere: its own unit drains it
+					i++
+					continue
+				}
+			}
+			if c.Status == schemas.StatusResolved || c.Assignee != "" || !c.queued {
+				ts.Queue = append(ts.Queue[:i], ts.Queue[i+1:]...)
+				c.queued = false
 				continue
 			}
-			a := p.pick(team, q.req)
+			a := p.pick(team, q.Request)
 			if a == nil {
 				i++
 				continue
 			}
-			ts.queue = append(ts.queue[:i], ts.queue[i+1:]...)
+			ts.Queue = append(ts.Queue[:i], ts.Queue[i+1:]...)
 			c.queued = false
-			other := &pass{e: p.e, set: p.set, ev: p.ev, conv: c, d: p.d}
+			other := &pass{e: p.e, st: p.st, sh: sh, set: p.set, ev: p.ev, conv: c, d: p.d}
 			other.setAssignee(a.ID)
-			ts.lastGiven = a.ID
+			ts.LastGiven = a.ID
 			p.d.Assignments = append(p.d.Assignments, schemas.Assignment{Conversation: c.ID, Agent: a.ID, Team: team.Name})
 		}
 	}
@@ -671,10 +754,7 @@ func (e *Engine) Conversation(id string) (Conv, bool) {
 	if c == nil {
 		return Conv{}, false
 	}
-	out := *c
-	out.Tags = append([]string{}, c.Tags...)
-	out.Notes = append([]Note{}, c.Notes...)
-	return out, true
+	return *c.Clone(), true
 }
 
 // Contact returns a copy of a contact's record.
@@ -688,13 +768,13 @@ func (e *Engine) Contact(id string) (schemas.Contact, bool) {
 
 // Agent returns an agent's run-time state; agents are online until an
 // agent.status event says otherwise.
-func (e *Engine) Agent(id string) AgentState { return *e.mem.agent(id) }
+func (e *Engine) Agent(id string) AgentState { return *e.mem.shared.agent(id) }
 
 // Seed puts a conversation (and its contact) into the state as if earlier
 // events had led there, for explain and rule tests. Its assignee counts
 // against the agent's capacity like any assignment.
 func (e *Engine) Seed(set *rules.Set, conv schemas.Conversation, contact *schemas.Contact) {
-	c := newConv(conv.ID, conv.OpenedAt)
+	c := NewConv(conv.ID, conv.OpenedAt)
 	assignee := conv.Assignee
 	conv.Assignee = ""
 	if conv.Tags == nil {
@@ -724,23 +804,20 @@ func (e *Engine) Seed(set *rules.Set, conv schemas.Conversation, contact *schema
 	// message means the next message starts next response.
 	c.sla.frDone = !conv.FirstResponseAt.IsZero()
 	c.sla.nrArmed = !conv.LastAgentMessageAt.IsZero() && !conv.LastAgentMessageAt.Before(conv.LastCustomerMessageAt)
-	p := &pass{e: e, set: set, conv: c, ev: &schemas.Event{At: conv.OpenedAt}}
+	p := &pass{e: e, st: e.mem, set: set, conv: c, ev: &schemas.Event{At: conv.OpenedAt}}
 	p.setAssignee(assignee)
 }
 
-// CloseWindow records that WhatsApp refused a message to the conversation
-// as outside the customer service window (error 131047): Meta's clock is
-// the one that counts, so the window stays closed for triage too, and
-// replies are skipped as window_closed, until the customer writes again.
+// CloseWindow closes a conversation's window in the engine's own state
+// (see Conv.CloseWindow).
 func (e *Engine) CloseWindow(conversation string) {
 	if c := e.mem.convs[conversation]; c != nil {
-		c.windowClosedAfter = c.LastCustomerMessageAt
-		c.WindowOpen = false
+		c.CloseWindow()
 	}
 }
 
 // SetAgentStatus sets an agent's status outside any event, for seeding.
-func (e *Engine) SetAgentStatus(id, status string) { e.mem.agent(id).Status = status }
+func (e *Engine) SetAgentStatus(id, status string) { e.mem.shared.agent(id).Status = status }
 
 // ConversationIDs lists the conversations the engine knows, sorted.
 func (e *Engine) ConversationIDs() []string {
@@ -753,10 +830,4 @@ func (e *Engine) ConversationIDs() []string {
 }
 
 // QueueLengths returns how many conversations wait in each team's queue.
-func (e *Engine) QueueLengths() map[string]int {
-	out := make(map[string]int, len(e.mem.teams))
-	for name, t := range e.mem.teams {
-		out[name] = len(t.queue)
-	}
-	return out
-}
+func (e *Engine) QueueLengths() map[string]int { return e.mem.shared.QueueLengths() }

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/triage-dev/triage/calendar"
@@ -116,8 +117,9 @@ func (d deadlines) Less(i, j int) bool {
 	}
 	return d[i].seq < d[j].seq
 }
-func (d deadlines) Swap(i, j int) { d[i], d[j] = d[j], d[i] }
-func (d *deadlines) Push(x any)   { *d = append(*d, x.(deadline)) }
+func (d deadlines) Swap(i, j int)    { d[i], d[j] = d[j], d[i] }
+func (d *deadlines) Push(x any)      { *d = append(*d, x.(deadline)) }
+func (d *deadlines) push(x deadline) { heap.Push(d, x) }
 func (d *deadlines) Pop() any {
 	old := *d
 	x := old[len(old)-1]
@@ -289,15 +291,107 @@ func (p *pass) plan(pol policyRef) {
 		}
 		k.gen++
 		k.policy, k.due, k.warnAt = pol.name(), due, warnAt
-		m := p.e.mem
+		pl, ok := p.st.(planner)
+		if !ok {
+			continue
+		}
 		if !due.IsZero() && !k.breached {
-			m.seq++
-			heap.Push(&m.deadlines, deadline{at: due, conv: c.ID, metric: i, gen: k.gen, policy: k.policy, due: due, seq: m.seq})
+			pl.plan(deadline{at: due, conv: c.ID, metric: i, gen: k.gen, policy: k.policy, due: due})
 		}
 		if !warnAt.IsZero() && !k.warned && !k.breached {
-			m.seq++
-			heap.Push(&m.deadlines, deadline{at: warnAt, conv: c.ID, metric: i, warning: true, gen: k.gen, policy: k.policy, due: due, seq: m.seq})
+			pl.plan(deadline{at: warnAt, conv: c.ID, metric: i, warning: true, gen: k.gen, policy: k.policy, due: due})
 		}
+	}
+}
+
+// pending lists the deadlines the conversation's clocks are held to and
+// that have not fired, earliest first: exactly the entries of Memory's
+// heap that FireDue would not drop as stale.
+func (c *Conv) pending() []deadline {
+	var out []deadline
+	for i := range c.sla.clocks {
+		k := &c.sla.clocks[i]
+		if !k.running || k.breached {
+			continue
+		}
+		if !k.warnAt.IsZero() && !k.warned {
+			out = append(out, deadline{at: k.warnAt, conv: c.ID, metric: i, warning: true, gen: k.gen, policy: k.policy, due: k.due})
+		}
+		if !k.due.IsZero() {
+			out = append(out, deadline{at: k.due, conv: c.ID, metric: i, gen: k.gen, policy: k.policy, due: k.due})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
+}
+
+// NextDeadline returns when the conversation's earliest SLA deadline that
+// has not fired falls. A store keeps it with the conversation, so that
+// its timer finds the conversations due without asking every one.
+func (c *Conv) NextDeadline() (time.Time, bool) {
+	p := c.pending()
+	if len(p) == 0 {
+		return time.Time{}, false
+	}
+	return p[0].at, true
+}
+
+// event is the sla.warning or sla.breached event a deadline fires as. Its
+// id is made of the deadline, so firing it twice is a duplicate.
+func (dl deadline) event() schemas.Event {
+	typ, kind := schemas.SLABreached, "breached"
+	if dl.warning {
+		typ, kind = schemas.SLAWarning, "warning"
+	}
+	metric := rules.Metrics[dl.metric]
+	return schemas.Event{
+		ID:           fmt.Sprintf("sla:%s:%s:%s:%s", dl.conv, metric, kind, dl.at.UTC().Format(time.RFC3339Nano)),
+		Type:         typ,
+		At:           dl.at,
+		Conversation: dl.conv,
+		SLA:          &schemas.SLAInfo{Policy: dl.policy, Metric: metric, DueAt: dl.due},
+	}
+}
+
+// FireDueIn evaluates against st, in deadline order, the SLA deadlines of
+// one conversation due at or before until, and returns their decisions.
+// It is the daemon's FireDue: st holds the conversation, and deadlines of
+// other conversations are theirs to fire.
+func (e *Engine) FireDueIn(st State, set *rules.Set, conv string, until time.Time) ([]schemas.Decision, error) {
+	var out []schemas.Decision
+	for {
+		c, err := st.Conversation(conv)
+		if err != nil {
+			return out, fmt.Errorf("%w: %w", ErrState, err)
+		}
+		if c == nil {
+			return out, nil
+		}
+		due := c.pending()
+		if len(due) == 0 || due[0].at.After(until) {
+			return out, nil
+		}
+		ev := due[0].event()
+		d, err := e.Eval(st, set, &ev)
+		if err != nil {
+			return out, err
+		}
+		if d.Duplicate {
+			// Recorded as fired, yet the clock says it has not: mark it, or
+			// the loop would offer it forever.
+			c.sla.clocks[due[0].metric].fired(due[0].warning)
+			continue
+		}
+		out = append(out, d)
+	}
+}
+
+// fired marks a warning or breach of the clock as fired.
+func (k *metricClock) fired(warning bool) {
+	if warning {
+		k.warned = true
+	} else {
+		k.breached = true
 	}
 }
 
@@ -339,12 +433,7 @@ func (p *pass) slaEvent() {
 		if name != info.Metric {
 			continue
 		}
-		k := &p.conv.sla.clocks[i]
-		if p.ev.Type == schemas.SLABreached {
-			k.breached = true
-		} else {
-			k.warned = true
-		}
+		p.conv.sla.clocks[i].fired(p.ev.Type == schemas.SLAWarning)
 	}
 }
 
@@ -389,21 +478,10 @@ func (e *Engine) FireDue(set *rules.Set, until time.Time) []schemas.Decision {
 		if k.gen != dl.gen || !k.running || k.policy != dl.policy || (dl.warning && k.warned) || k.breached {
 			continue
 		}
-		typ, kind := schemas.SLABreached, "breached"
-		if dl.warning {
-			typ, kind = schemas.SLAWarning, "warning"
-		}
-		metric := rules.Metrics[dl.metric]
-		ev := schemas.Event{
-			ID:           fmt.Sprintf("sla:%s:%s:%s:%s", dl.conv, metric, kind, dl.at.UTC().Format(time.RFC3339Nano)),
-			Type:         typ,
-			At:           dl.at,
-			Conversation: dl.conv,
-			SLA:          &schemas.SLAInfo{Policy: dl.policy, Metric: metric, DueAt: dl.due},
-		}
+		ev := dl.event()
 		d, err := e.Process(set, &ev)
 		if err != nil {
-			continue // cannot happen: the event is well-formed
+			continue // cannot happen: the event is well-formed and memory does not fail
 		}
 		out = append(out, d)
 	}
@@ -427,7 +505,7 @@ func (e *Engine) CheckPolicies(set *rules.Set, ev *schemas.Event) []PolicyCheck 
 	}
 	env := set.NewEnv()
 	contact := e.mem.contact(c.Contact)
-	p := &pass{e: e, set: set, ev: ev, conv: c}
+	p := &pass{e: e, st: e.mem, set: set, ev: ev, conv: c}
 	env.Bind(ev, &c.Conversation, contact, &c.assigneeView, p.eta())
 	var out []PolicyCheck
 	for _, pol := range set.SLAPolicies() {
