@@ -831,3 +831,19 @@ func (e *Engine) ConversationIDs() []string {
 
 // QueueLengths returns how many conversations wait in each team's queue.
 func (e *Engine) QueueLengths() map[string]int { return e.mem.shared.QueueLengths() }
+
+// Drain assigns conversations waiting in team queues to the agents
+// eligible for them now, oldest first, and returns the assignments. The
+// daemon calls it after a reload, which may have added agents or raised
+// capacities; events drain the queues themselves whenever they free
+// capacity or change an agent's status.
+func (e *Engine) Drain(st State, set *rules.Set, at time.Time) ([]schemas.Assignment, error) {
+	d := &schemas.Decision{}
+	p := &pass{e: e, st: st, set: set, ev: &schemas.Event{At: at}, d: d}
+	p.shared().drainedWith = nil // whatever was drained before, this set has not
+	p.drain()
+	if p.err != nil {
+		return nil, p.err
+	}
+	return d.Assignments, nil
+}

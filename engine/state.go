@@ -40,11 +40,7 @@ type State interface {
 }
 
 // Note is an internal note on a conversation.
-type Note struct {
-	At     time.Time `json:"at"`
-	Text   string    `json:"text"`
-	Author string    `json:"author"` // "rule:<name>" or an agent id
-}
+type Note = schemas.Note
 
 // Conv is the engine's record of a conversation: the state rules see plus
 // what only the engine needs.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,10 @@ type metrics struct {
 	latency        prometheus.Histogram
 	deliveries     *prometheus.CounterVec
 	outboxPending  prometheus.Gauge
+	outboxDead     prometheus.Gauge
+	unitEvents     prometheus.Histogram
+	unitDuration   prometheus.Histogram
+	unitFailures   prometheus.Counter
 	whatsappFailed *prometheus.CounterVec
 	refused        prometheus.Counter
 	reloadOK       prometheus.Gauge
@@ -58,11 +63,25 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		outboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "triage_outbound_pending", Help: "Outbound items waiting for delivery.",
 		}),
+		outboxDead: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "triage_outbound_dead", Help: "Outbound items given up after their attempts (GET /v1/outbound?result=dead lists them).",
+		}),
+		unitEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "triage_unit_events", Help: "Events evaluated per committed unit of work (batched under load).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+		}),
+		unitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "triage_unit_duration_seconds", Help: "Time from beginning a unit of work to its commit: locking, loading, evaluating, storing.",
+			Buckets: prometheus.ExponentialBuckets(1e-5, 4, 10),
+		}),
+		unitFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "triage_unit_failures_total", Help: "Units of work the store refused or failed to commit (their events were answered with an error, or retried one by one).",
+		}),
 		whatsappFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "triage_whatsapp_failed_statuses_total", Help: "Messages WhatsApp reported failed after accepting them, by error code.",
 		}, []string{"code"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "triage_events_refused_total", Help: "Event batches refused because the evaluation queue was full or too much outbound work waited.",
+			Name: "triage_events_refused_total", Help: "Event batches refused because an evaluation queue was full or too much outbound work waited.",
 		}),
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "triage_rules_last_reload_successful", Help: "Whether the latest rule reload succeeded (1) or was rejected (0).",
@@ -78,7 +97,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		"Conversations waiting in a team's queue for an eligible agent.", []string{"team"}, nil)}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.events, m.duplicates, m.matches, m.ruleErrors, m.actions, m.escalations,
-			m.latency, m.deliveries, m.outboxPending, m.whatsappFailed, m.refused, m.reloadOK, m.reloadTime, m.rulesInfo, queues} {
+			m.latency, m.deliveries, m.outboxPending, m.outboxDead, m.unitEvents, m.unitDuration, m.unitFailures, m.whatsappFailed, m.refused, m.reloadOK, m.reloadTime, m.rulesInfo, queues} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -87,9 +106,6 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	m.reloaded(s.opts.Holder.Status())
 	return m, nil
 }
-
-// Reloaded is the reload.Holder's OnReload hook.
-func (s *Server) Reloaded(st reload.Status) { s.metrics.reloaded(st) }
 
 func (m *metrics) reloaded(st reload.Status) {
 	if st.OK {
@@ -125,6 +141,13 @@ func (m *metrics) observe(d *schemas.Decision) {
 
 func (m *metrics) decision(d time.Duration) { m.latency.Observe(d.Seconds()) }
 
+func (m *metrics) unit(events int, d time.Duration) {
+	m.unitEvents.Observe(float64(events))
+	m.unitDuration.Observe(d.Seconds())
+}
+
+func (m *metrics) unitFailed() { m.unitFailures.Inc() }
+
 func (m *metrics) delivered(connector, result string) {
 	m.deliveries.WithLabelValues(connector, result).Inc()
 }
@@ -139,9 +162,13 @@ type queueCollector struct {
 func (q *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- q.desc }
 
 func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	q.s.mu.Lock()
-	lengths := q.s.eng.QueueLengths()
-	q.s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lengths, err := q.s.store.QueueLengths(ctx)
+	if err != nil {
+		q.s.log.Warn("metrics: reading team queues failed", "error", err)
+		return
+	}
 	for _, t := range q.s.opts.Holder.Set().Teams() {
 		ch <- prometheus.MustNewConstMetric(q.desc, prometheus.GaugeValue, float64(lengths[t.Name]), t.Name)
 	}

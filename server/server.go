@@ -1,18 +1,20 @@
-// Package server is the running daemon behind `triage serve`: it takes
-// accepted events, evaluates them one at a time against the running rule
-// set, fires SLA deadlines on the wall clock, keeps each conversation's
-// audit log, and hands outbound work to a dispatcher that delivers it per
-// conversation, in order, with retries.
+// Package server is the running daemon behind `triage serve`: it
+// evaluates accepted events against the running rule set in units of work
+// of its store, fires SLA deadlines on the wall clock, and delivers the
+// outbound work decisions queue, per customer in order, with retries.
 //
-// State is in memory: what was accepted but not yet evaluated or
-// delivered is lost if the process dies. The durable store is a later
-// step; the command says so in its log.
+// Events of one conversation are evaluated one at a time, in order;
+// events of different conversations in parallel, by shards that each
+// commit a batch of events in one unit of work when traffic is heavy. An
+// event is acknowledged (Submit returns) only once its unit committed:
+// with a durable store, nothing acknowledged is lost.
 package server
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -30,17 +32,27 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	Holder   *reload.Holder
+	Holder *reload.Holder
+	// Store keeps the state; nil is a new engine.MemoryStore.
+	Store    engine.Store
 	Senders  Senders
 	Registry prometheus.Registerer // nil: metrics are not registered
 	Logger   *slog.Logger
-	// Now is the wall clock for SLA timers and delivery retries; nil is
+	// Now is the wall clock for SLA timers and deliveries; nil is
 	// time.Now. Evaluation itself uses each event's time.
 	Now func() time.Time
-	// QueueSize bounds accepted events waiting for evaluation; when full,
+	// Shards evaluate conversations in parallel, each conversation always
+	// on the same shard; default 8.
+	Shards int
+	// QueueSize bounds the events waiting for each shard; when full,
 	// Submit refuses (the webhook answers 503 and Meta retries).
+	// Default 4,096.
 	QueueSize int
-	// Workers deliver outbound work in parallel across conversations.
+	// MaxBatch bounds how many waiting events a shard evaluates in one
+	// unit of work; default 64. Under light traffic a unit holds one.
+	MaxBatch int
+	// Workers bound the WhatsApp sends and bot questions in flight;
+	// default 8. Slack is paced per channel by its client instead.
 	Workers int
 	// MaxPending bounds outbound work waiting for delivery: past it,
 	// Submit refuses new events (the webhook answers 503 and Meta retries
@@ -48,37 +60,39 @@ type Options struct {
 	MaxPending int
 	// Retry shapes the delivery backoff; zero values take defaults.
 	Retry RetryPolicy
+	// Poll is how often the timer and the dispatcher look for work that
+	// another replica queued; default 1 s. Work this process queues wakes
+	// them at once.
+	Poll time.Duration
 }
 
 // Server evaluates events and delivers their side effects.
 type Server struct {
 	opts    Options
+	store   engine.Store
+	memory  bool // the store is this process's memory: drain it all at shutdown
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
 
-	mu        sync.Mutex // guards eng and the records below: one evaluation at a time
-	eng       *engine.Engine
-	decisions map[string][]schemas.Decision
-	messages  map[string][]httpapi.Message
-	sent      map[string]msgRef // WhatsApp message id -> its message record
-	statuses  map[string]bool   // status keys already recorded
-	delivered map[string][]httpapi.Delivery
+	shards  []chan job
+	busy    atomic.Int64 // jobs accepted and not yet done
+	timerCh chan struct{}
+	disp    *dispatcher
 
-	queue    chan schemas.Event
-	inflight atomic.Int64 // accepted events not yet evaluated
-	wake     chan struct{}
-	outbox   *outbox
+	pending atomic.Int64 // outbound items waiting, as last counted
 
 	stop    context.CancelFunc
+	ctx     context.Context
 	wg      sync.WaitGroup
 	closing sync.Once
 	closed  chan struct{}
 }
 
-type msgRef struct {
-	conv  string
-	index int
+// job is one event waiting for its shard.
+type job struct {
+	ev   schemas.Event
+	done chan error
 }
 
 // New builds a server; Start runs it.
@@ -92,8 +106,17 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Store == nil {
+		opts.Store = engine.NewMemoryStore()
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = 8
+	}
 	if opts.QueueSize <= 0 {
-		opts.QueueSize = 10000
+		opts.QueueSize = 4096
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 64
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 8
@@ -101,82 +124,104 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = 20000
 	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	_, memory := opts.Store.(*engine.MemoryStore)
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger,
-		now:       opts.Now,
-		eng:       engine.New(),
-		decisions: map[string][]schemas.Decision{},
-		messages:  map[string][]httpapi.Message{},
-		sent:      map[string]msgRef{},
-		statuses:  map[string]bool{},
-		delivered: map[string][]httpapi.Delivery{},
-		queue:     make(chan schemas.Event, opts.QueueSize),
-		wake:      make(chan struct{}, 1),
-		closed:    make(chan struct{}),
+		opts:    opts,
+		store:   opts.Store,
+		memory:  memory,
+		log:     opts.Logger,
+		now:     opts.Now,
+		timerCh: make(chan struct{}, 1),
+		closed:  make(chan struct{}),
+	}
+	for range opts.Shards {
+		s.shards = append(s.shards, make(chan job, opts.QueueSize))
 	}
 	m, err := newMetrics(opts.Registry, s)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = m
-	s.outbox = newOutbox(s, opts.Senders, opts.Retry.withDefaults())
+	s.disp = newDispatcher(s, opts.Senders, opts.Retry.withDefaults())
 	return s, nil
 }
 
-// Start runs the evaluation loop, the SLA timer and the dispatcher until
-// Close.
+// Start runs the shards, the SLA timer and the dispatcher until Close.
 func (s *Server) Start(ctx context.Context) {
-	ctx, s.stop = context.WithCancel(ctx)
+	s.ctx, s.stop = context.WithCancel(ctx)
+	for i := range s.shards {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.shard(s.ctx, s.shards[i]) }()
+	}
 	s.wg.Add(2)
-	go func() { defer s.wg.Done(); s.loop(ctx) }()
-	go func() { defer s.wg.Done(); s.timer(ctx) }()
-	s.outbox.start(ctx, s.opts.Workers)
+	go func() { defer s.wg.Done(); s.timer(s.ctx) }()
+	go func() { defer s.wg.Done(); s.disp.run(s.ctx) }()
 }
 
-// Close stops taking events, evaluates those already accepted, and waits
-// for the dispatcher to deliver what it can until ctx ends.
+// Close stops taking events, finishes those accepted, and waits for the
+// dispatcher until ctx ends: with the memory store, until every outbound
+// item is delivered or dead (what is left is lost); with a durable store,
+// until the deliveries in flight end (the rest waits in the store).
 func (s *Server) Close(ctx context.Context) error {
 	s.closing.Do(func() { close(s.closed) })
-	done := make(chan struct{})
-	go func() {
-		// Evaluating can queue deliveries, and delivering can queue events
-		// (the bot's answer): drain both until both are empty.
-		for ctx.Err() == nil {
-			s.drainQueue(ctx)
-			s.outbox.drain(ctx)
-			if s.inflight.Load() == 0 && s.outbox.idle() {
+	var err error
+	for {
+		s.waitBusy(ctx)
+		s.disp.idle(ctx, s.memory)
+		if ctx.Err() != nil {
+			err = fmt.Errorf("shutdown: %w", ctx.Err())
+			if s.memory {
+				st, _ := s.store.Outbound(context.Background())
+				err = fmt.Errorf("%w; %d outbound items undelivered are lost (state is in memory)", err, st.Pending)
+			}
+			break
+		}
+		// Delivering can submit events (the bot's answer) and evaluating
+		// can queue deliveries: done when both are still.
+		if s.jobsWaiting() == 0 && s.disp.inflight.Load() == 0 {
+			if !s.memory {
+				break
+			}
+			if st, e := s.store.Outbound(ctx); e == nil && st.Pending == 0 {
 				break
 			}
 		}
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("shutdown: %w; undelivered work is lost (state is in memory)", ctx.Err())
 	}
 	if s.stop != nil {
 		s.stop()
 	}
 	s.wg.Wait()
-	s.outbox.wait()
 	return err
 }
 
-// drainQueue waits until every accepted event is evaluated, or ctx ends.
-func (s *Server) drainQueue(ctx context.Context) {
-	for s.inflight.Load() > 0 && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
+func (s *Server) jobsWaiting() int {
+	n := 0
+	for _, ch := range s.shards {
+		n += len(ch)
+	}
+	return n
+}
+
+// waitBusy waits until every accepted job is done, or ctx ends.
+func (s *Server) waitBusy(ctx context.Context) {
+	for s.busy.Load() > 0 && ctx.Err() == nil {
+		sleep(ctx, 2*time.Millisecond)
 	}
 }
 
-// Submit accepts events: all of them, or none when one is invalid.
+// ErrBusy is returned by Submit when the daemon cannot take more work now.
+var ErrBusy = errors.New("busy")
+
+// Submit evaluates events and returns once each is committed: all of them
+// are refused when one is invalid. Events of one conversation are
+// evaluated in the order given.
 func (s *Server) Submit(ctx context.Context, events []schemas.Event, by string) error {
 	select {
 	case <-s.closed:
-		return errors.New("server is shutting down")
+		return fmt.Errorf("%w: shutting down", ErrBusy)
 	default:
 	}
 	for i := range events {
@@ -184,28 +229,18 @@ func (s *Server) Submit(ctx context.Context, events []schemas.Event, by string) 
 			return fmt.Errorf("%w: event %d (%s): %v", httpapi.ErrInvalid, i+1, events[i].ID, err)
 		}
 	}
-	if cap(s.queue)-len(s.queue) < len(events) {
+	if n := s.pending.Load(); n >= int64(s.opts.MaxPending) {
 		s.metrics.refused.Inc()
-		return errors.New("event queue full: try again")
+		return fmt.Errorf("%w: %d outbound messages wait for delivery", ErrBusy, n)
 	}
-	if n := s.outbox.pendingCount(); n >= s.opts.MaxPending {
-		s.metrics.refused.Inc()
-		return fmt.Errorf("%d outbound messages wait for delivery: try again", n)
+	if err := s.submit(ctx, events, false); err != nil {
+		return err
 	}
-	for _, ev := range events {
-		s.inflight.Add(1)
-		select {
-		case s.queue <- ev:
-		case <-ctx.Done():
-			s.inflight.Add(-1)
-			return ctx.Err()
-		}
-	}
-	s.log.Debug("events accepted", "count", len(events), "by", by)
+	s.log.Debug("events committed", "count", len(events), "by", by)
 	return nil
 }
 
-// submitInternal accepts an event triage made itself (the bot's answer,
+// submitInternal evaluates an event triage made itself (the bot's answer,
 // an opt-out from a failed send). It waits for room rather than refusing,
 // and is taken while shutting down: losing it would leave a customer
 // without an answer and without an escalation.
@@ -213,253 +248,377 @@ func (s *Server) submitInternal(ctx context.Context, ev schemas.Event) error {
 	if err := engine.Validate(&ev); err != nil {
 		return err
 	}
-	s.inflight.Add(1)
-	select {
-	case s.queue <- ev:
-		return nil
-	case <-ctx.Done():
-		s.inflight.Add(-1)
-		return fmt.Errorf("submit %s: %w", ev.ID, ctx.Err())
-	}
+	return s.submit(ctx, []schemas.Event{ev}, true)
 }
 
-func (s *Server) loop(ctx context.Context) {
+func (s *Server) submit(ctx context.Context, events []schemas.Event, wait bool) error {
+	jobs := make([]job, len(events))
+	for i, ev := range events {
+		jobs[i] = job{ev: ev, done: make(chan error, 1)}
+		ch := s.shards[s.shardOf(&ev)]
+		s.busy.Add(1)
+		if wait {
+			select {
+			case ch <- jobs[i]:
+				continue
+			case <-ctx.Done():
+			}
+		} else {
+			select {
+			case ch <- jobs[i]:
+				continue
+			default:
+			}
+		}
+		s.busy.Add(-1)
+		// Events already handed to a shard are evaluated anyway; a
+		// redelivery finds them duplicates.
+		s.metrics.refused.Inc()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: evaluation queue full", ErrBusy)
+	}
+	var first error
+	for _, j := range jobs {
+		select {
+		case err := <-j.done:
+			if err != nil && first == nil {
+				first = fmt.Errorf("event %s: %w", j.ev.ID, err)
+			}
+		case <-ctx.Done():
+			// The caller gave up waiting; the events still finish.
+			return ctx.Err()
+		}
+	}
+	return first
+}
+
+// shardOf keeps every event of a conversation (or of an agent, for events
+// without one) on one shard, so that they are evaluated in order.
+func (s *Server) shardOf(ev *schemas.Event) int {
+	key := ev.Conversation
+	switch {
+	case key != "":
+	case ev.Agent != "":
+		key = "agent:" + ev.Agent
+	case ev.Contact != nil:
+		key = "contact:" + ev.Contact.ID
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(len(s.shards)))
+}
+
+// shard evaluates the jobs of its conversations: the first waiting job
+// and as many more as wait, up to MaxBatch, in one unit of work.
+func (s *Server) shard(ctx context.Context, ch chan job) {
+	eng := engine.NewStateless()
+	batch := make([]job, 0, s.opts.MaxBatch)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev := <-s.queue:
-			s.evaluate(ev)
-			s.inflight.Add(-1)
+		case j := <-ch:
+			batch = append(batch[:0], j)
 		}
+	more:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case j := <-ch:
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
+		s.runBatch(ctx, eng, batch)
 	}
 }
 
-// evaluate runs one event: first the SLA deadlines due by its time, as
-// replay does, then the event.
-func (s *Server) evaluate(ev schemas.Event) {
-	s.mu.Lock()
-	set := s.opts.Holder.Set() // the event finishes on the set it started with
-	fired := s.eng.FireDue(set, ev.At)
+// runBatch evaluates a batch in one unit of work. When the unit fails as a
+// whole, each event is tried in a unit of its own, so that one event the
+// store cannot take does not hold up the others.
+func (s *Server) runBatch(ctx context.Context, eng *engine.Engine, batch []job) {
+	errs, err := s.unit(ctx, eng, batch)
+	if err != nil && len(batch) > 1 {
+		s.log.Warn("unit of work failed; evaluating its events one by one", "events", len(batch), "error", err)
+		for _, j := range batch {
+			one, err := s.unit(ctx, eng, []job{j})
+			if err == nil {
+				err = one[0]
+			}
+			j.done <- err
+			s.busy.Add(-1)
+		}
+		return
+	}
+	for i, j := range batch {
+		if err == nil {
+			j.done <- errs[i]
+		} else {
+			j.done <- err
+		}
+		s.busy.Add(-1)
+	}
+}
+
+// unit evaluates jobs in one unit of work: for each, the SLA deadlines of
+// its conversation due by its time first (as replay does), then the
+// event. It returns each job's own error (an event the engine refused)
+// and the unit's (nothing of it was kept).
+func (s *Server) unit(ctx context.Context, eng *engine.Engine, jobs []job) ([]error, error) {
 	start := time.Now()
-	d, err := s.eng.Process(set, &ev)
-	elapsed := time.Since(start)
-	// The deadlines fired first, so their decisions come first in the
-	// audit log (newest last) and their work goes out first.
-	for i := range fired {
-		s.record(&fired[i])
+	set := s.opts.Holder.Set() // the unit finishes on the set it started with
+	convs := make([]string, 0, len(jobs))
+	events := make([]schemas.Event, 0, len(jobs))
+	for _, j := range jobs {
+		convs = append(convs, j.ev.Conversation)
+		events = append(events, j.ev)
 	}
-	q := noQuestion
-	if err == nil {
-		s.record(&d)
-		q = s.questionOf(&d)
-	}
-	s.mu.Unlock()
-	for i := range fired {
-		s.dispatch(&fired[i], noQuestion)
-	}
+	tx, err := s.store.Begin(ctx, convs, events)
 	if err != nil {
-		s.log.Warn("event refused", "id", ev.ID, "error", err)
-		s.poke()
-		return
+		s.metrics.unitFailed()
+		return nil, fmt.Errorf("begin: %w", err)
 	}
-	s.metrics.decision(elapsed)
-	s.dispatch(&d, q)
-	s.poke()
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	errs := make([]error, len(jobs))
+	var decided []schemas.Decision
+	for i := range jobs {
+		ev := jobs[i].ev
+		if ev.Conversation != "" {
+			fired, err := eng.FireDueIn(tx, set, ev.Conversation, ev.At)
+			if err != nil {
+				s.metrics.unitFailed()
+				return nil, err
+			}
+			for _, d := range fired {
+				if err := s.record(tx, d); err != nil {
+					return nil, err
+				}
+			}
+			decided = append(decided, fired...)
+		}
+		t := time.Now()
+		d, err := eng.Eval(tx, set, &ev)
+		if errors.Is(err, engine.ErrInvalidEvent) {
+			errs[i] = fmt.Errorf("%w: %v", httpapi.ErrInvalid, err)
+			continue
+		}
+		if err != nil {
+			s.metrics.unitFailed()
+			return nil, err
+		}
+		s.metrics.decision(time.Since(t))
+		if err := s.record(tx, d); err != nil {
+			return nil, err
+		}
+		decided = append(decided, d)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		s.metrics.unitFailed()
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	s.metrics.unit(len(jobs), time.Since(start))
+	s.committed(decided)
+	return errs, nil
 }
 
-// record keeps a decision in its conversation's audit log and its
-// messages; called with mu held.
-func (s *Server) record(d *schemas.Decision) {
-	s.metrics.observe(d)
-	if d.Duplicate || d.Event.Conversation == "" {
-		return
+// committed counts what a committed unit decided and wakes whoever has
+// new work: the dispatcher for outbound items, the timer for deadlines.
+func (s *Server) committed(decided []schemas.Decision) {
+	outbound := false
+	for i := range decided {
+		s.metrics.observe(&decided[i])
+		outbound = outbound || len(decided[i].Outbound) > 0
 	}
-	c := d.Event.Conversation
-	s.decisions[c] = append(s.decisions[c], *d)
+	if outbound {
+		s.disp.kick()
+	}
+	s.pokeTimer()
+}
+
+// record keeps a decision, the message its event carried and its
+// outbound work in the unit. A duplicate changed nothing and is not kept.
+func (s *Server) record(tx engine.Tx, d schemas.Decision) error {
+	if d.Duplicate {
+		return nil
+	}
+	r := engine.Record{Decision: d}
 	switch d.Event.Type {
 	case schemas.MessageReceived:
-		s.messages[c] = append(s.messages[c], httpapi.Message{At: d.Event.At, From: "customer", Text: d.Event.Text})
+		r.Message = &schemas.Message{At: d.Event.At, From: "customer", Text: d.Event.Text, Event: d.Event.ID}
 	case schemas.AgentReplied:
-		s.messages[c] = append(s.messages[c], httpapi.Message{At: d.Event.At, From: "agent:" + d.Event.Agent, Text: d.Event.Text})
+		r.Message = &schemas.Message{At: d.Event.At, From: "agent:" + d.Event.Agent, Text: d.Event.Text, Event: d.Event.ID}
 	}
-}
-
-// question is what an ask_bot action of a decision asks the bot about:
-// the customer message the decision is for, and how many messages of the
-// conversation came before it (the bot's history). Without it (history
-// -1: the decision is not for a customer message) the bot is asked about
-// the latest customer message.
-type question struct {
-	text    string
-	history int
-}
-
-var noQuestion = question{history: -1}
-
-// questionOf is d's question; called with mu held, right after record(d).
-func (s *Server) questionOf(d *schemas.Decision) question {
-	if d.Duplicate || d.Event.Type != schemas.MessageReceived || d.Event.Conversation == "" {
-		return noQuestion
-	}
-	return question{text: d.Event.Text, history: len(s.messages[d.Event.Conversation]) - 1}
-}
-
-func (s *Server) dispatch(d *schemas.Decision, q question) {
+	now := s.now().UTC()
 	for _, out := range d.Outbound {
-		s.outbox.enqueue(out, d.Event.At, q)
+		item := engine.OutboxItem{Outbound: out, Order: engine.OrderKey(out), At: d.Event.At, Due: now}
+		if out.Kind == schemas.OutboundAskBot && d.Event.Type == schemas.MessageReceived {
+			// The bot answers the message that asked it, even if the
+			// customer wrote again before it was asked.
+			item.AskedBy = d.Event.ID
+		}
+		r.Outbound = append(r.Outbound, item)
 	}
+	if err := tx.Record(r); err != nil {
+		return fmt.Errorf("record %s: %w", d.Event.ID, err)
+	}
+	return nil
 }
 
-// poke tells the SLA timer that the next deadline may have moved.
-func (s *Server) poke() {
+// pokeTimer tells the SLA timer that the next deadline may have moved.
+func (s *Server) pokeTimer() {
 	select {
-	case s.wake <- struct{}{}:
+	case s.timerCh <- struct{}{}:
 	default:
 	}
 }
 
-// timer fires SLA deadlines when the wall clock reaches them.
+// timer fires SLA deadlines when the wall clock reaches them. With a
+// shared store it also polls, for deadlines other replicas planned.
 func (s *Server) timer(ctx context.Context) {
+	eng := engine.NewStateless()
 	for {
-		s.mu.Lock()
-		next, ok := s.eng.NextDeadline()
-		s.mu.Unlock()
-		wait := time.Minute
-		if ok {
-			wait = max(0, next.Sub(s.now()))
+		if err := s.fireDue(ctx, eng); err != nil && ctx.Err() == nil {
+			s.log.Error("firing SLA deadlines failed; trying again", "error", err)
+		}
+		wait := s.opts.Poll
+		if s.memory {
+			// Nobody else plans deadlines in this store: sleep until the
+			// next one, or until a unit pokes.
+			wait = time.Hour
+		}
+		if next, ok, err := s.store.NextDeadline(ctx); err == nil && ok {
+			wait = min(wait, max(0, next.Sub(s.now())))
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-s.wake:
+		case <-s.timerCh:
 			t.Stop()
-			continue
 		case <-t.C:
-		}
-		s.mu.Lock()
-		fired := s.eng.FireDue(s.opts.Holder.Set(), s.now())
-		for i := range fired {
-			s.record(&fired[i])
-		}
-		s.mu.Unlock()
-		for i := range fired {
-			s.dispatch(&fired[i], noQuestion)
 		}
 	}
 }
 
+// fireDue fires every deadline due now, a few conversations per unit of
+// work.
+func (s *Server) fireDue(ctx context.Context, eng *engine.Engine) error {
+	for ctx.Err() == nil {
+		now := s.now().UTC()
+		tx, convs, err := s.store.BeginDue(ctx, now, 16)
+		if err != nil {
+			return err
+		}
+		if tx == nil {
+			return nil
+		}
+		set := s.opts.Holder.Set()
+		var decided []schemas.Decision
+		for _, c := range convs {
+			fired, err := eng.FireDueIn(tx, set, c, now)
+			if err == nil {
+				for _, d := range fired {
+					if err = s.record(tx, d); err != nil {
+						break
+					}
+				}
+			}
+			if err != nil {
+				_ = tx.Rollback(ctx)
+				return err
+			}
+			decided = append(decided, fired...)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("commit fired deadlines: %w", err)
+		}
+		s.committed(decided)
+	}
+	return nil
+}
+
 // Statuses records WhatsApp delivery statuses on the messages they are
-// about, once per status id and status.
-func (s *Server) Statuses(_ context.Context, statuses []whatsapp.Status) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, st := range statuses {
-		if s.statuses[st.Key()] {
+// about, once per status id and status, and acts on failures.
+func (s *Server) Statuses(ctx context.Context, statuses []whatsapp.Status) error {
+	updates := make([]engine.StatusUpdate, len(statuses))
+	byKey := make(map[string]whatsapp.Status, len(statuses))
+	for i, st := range statuses {
+		updates[i] = engine.StatusUpdate{Conversation: st.Conversation, MessageID: st.ID, Status: st.Status, Key: st.Key()}
+		byKey[st.Key()] = st
+	}
+	fresh, err := s.store.Statuses(ctx, updates)
+	if err != nil {
+		return err
+	}
+	for _, u := range fresh {
+		st := byKey[u.Key]
+		if st.Status != "failed" {
 			continue
 		}
-		s.statuses[st.Key()] = true
-		ref, ok := s.sent[st.ID]
-		if !ok {
-			continue
-		}
-		m := &s.messages[ref.conv][ref.index]
-		// Webhooks may arrive out of order: a status only moves forward,
-		// so a late "delivered" does not undo "read". Failed is final.
-		if statusRank[st.Status] > statusRank[m.Status] {
-			m.Status = st.Status
-		}
-		if st.Status == "failed" {
-			s.metrics.whatsappFailed.WithLabelValues(strconv.Itoa(st.ErrorCode)).Inc()
-			s.log.Warn("whatsapp reports a message failed", "conversation", ref.conv, "code", st.ErrorCode, "title", st.ErrorTitle, "details", st.ErrorDetails)
-			if st.ErrorCode == whatsapp.CodeReEngagement {
-				s.eng.CloseWindow(ref.conv)
+		s.metrics.whatsappFailed.WithLabelValues(strconv.Itoa(st.ErrorCode)).Inc()
+		s.log.Warn("whatsapp reports a message failed", "conversation", u.Conversation, "code", st.ErrorCode, "title", st.ErrorTitle, "details", st.ErrorDetails)
+		if st.ErrorCode == whatsapp.CodeReEngagement && u.Conversation != "" {
+			if err := s.closeWindow(ctx, u.Conversation); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-var statusRank = map[string]int{"": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
-
-// noteDelivery records what became of an outbound item of a conversation.
-func (s *Server) noteDelivery(out schemas.Outbound, result string, attempts int, err error) {
-	if out.Conversation == "" {
-		return
-	}
-	d := httpapi.Delivery{Key: out.Key, Kind: out.Kind, Result: result, Attempts: attempts, At: s.now().UTC()}
+// closeWindow records that WhatsApp refused a message as outside the
+// customer service window (see engine.Conv.CloseWindow).
+func (s *Server) closeWindow(ctx context.Context, conv string) error {
+	tx, err := s.store.Begin(ctx, []string{conv}, nil)
 	if err != nil {
-		d.Error = err.Error()
+		return err
 	}
-	s.mu.Lock()
-	s.delivered[out.Conversation] = append(s.delivered[out.Conversation], d)
-	s.mu.Unlock()
-}
-
-// noteSent records a message the dispatcher delivered to a customer.
-func (s *Server) noteSent(conv, text, id string, at time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.messages[conv] = append(s.messages[conv], httpapi.Message{At: at, From: "triage", Text: text, Status: "sent"})
-	if id != "" {
-		s.sent[id] = msgRef{conv: conv, index: len(s.messages[conv]) - 1}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	c, err := tx.Conversation(conv)
+	if err != nil || c == nil {
+		return err
 	}
+	c.CloseWindow()
+	return tx.Commit(ctx)
 }
 
 // Conversation returns one conversation's view.
-func (s *Server) Conversation(_ context.Context, id string) (httpapi.ConversationView, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.eng.Conversation(id)
-	if !ok {
-		return httpapi.ConversationView{}, false, nil
+func (s *Server) Conversation(ctx context.Context, id string) (httpapi.ConversationView, bool, error) {
+	r, ok, err := s.store.Conversation(ctx, id)
+	if err != nil || !ok {
+		return httpapi.ConversationView{}, ok, err
 	}
-	contact, _ := s.eng.Contact(c.Contact)
-	v := httpapi.ConversationView{
-		Conversation: c.Conversation,
-		Contact:      contact,
-		Messages:     append([]httpapi.Message{}, s.messages[id]...),
-		Notes:        []httpapi.Note{},
-		Decisions:    append([]schemas.Decision{}, s.decisions[id]...),
-		Deliveries:   append([]httpapi.Delivery{}, s.delivered[id]...),
+	return httpapi.ConversationView{
+		Conversation: r.Conversation,
+		Contact:      r.Contact,
+		Messages:     nonNil(r.Messages),
+		Notes:        nonNil(r.Notes),
+		Decisions:    nonNil(r.Decisions),
+		Deliveries:   nonNil(r.Deliveries),
+	}, true, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	for _, n := range c.Notes {
-		v.Notes = append(v.Notes, httpapi.Note{At: n.At, Text: n.Text, Author: n.Author})
-	}
-	return v, true, nil
+	return s
 }
 
 // Conversations lists conversations matching f.
-func (s *Server) Conversations(_ context.Context, f httpapi.Filter) ([]httpapi.ConversationSummary, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := []httpapi.ConversationSummary{}
-	for _, id := range s.eng.ConversationIDs() {
-		c, _ := s.eng.Conversation(id)
-		if (f.Status != "" && c.Status != f.Status) || (f.Team != "" && c.Team != f.Team) || (f.Assignee != "" && c.Assignee != f.Assignee) {
-			continue
-		}
-		if f.Teams != nil {
-			mine := f.Agent != "" && c.Assignee == f.Agent
-			queued := c.Assignee == "" && contains(f.Teams, c.Team)
-			if !mine && !queued {
-				continue
-			}
-		}
-		out = append(out, httpapi.ConversationSummary{Conversation: c.Conversation})
+func (s *Server) Conversations(ctx context.Context, f httpapi.Filter) ([]httpapi.ConversationSummary, error) {
+	list, err := s.store.Conversations(ctx, engine.ConversationFilter{Status: f.Status, Team: f.Team, Assignee: f.Assignee, Teams: f.Teams, Agent: f.Agent})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]httpapi.ConversationSummary, len(list))
+	for i, c := range list {
+		out[i] = httpapi.ConversationSummary{Conversation: c}
 	}
 	return out, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Rules reports the running rule set and the latest reload.
@@ -481,6 +640,40 @@ func (s *Server) Reload(context.Context) error {
 	return err
 }
 
+// Reloaded is the reload.Holder's OnReload hook: it updates the metrics
+// and, after a successful reload, assigns waiting conversations to agents
+// the new set made eligible.
+func (s *Server) Reloaded(st reload.Status) {
+	s.metrics.reloaded(st)
+	if !st.OK || s.ctx == nil {
+		return
+	}
+	go func() {
+		if err := s.drainQueues(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.log.Error("assigning waiting conversations after the reload failed", "error", err)
+		}
+	}()
+}
+
+func (s *Server) drainQueues(ctx context.Context) error {
+	tx, err := s.store.Begin(ctx, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	assigned, err := engine.NewStateless().Drain(tx, s.opts.Holder.Set(), s.now().UTC())
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	for _, a := range assigned {
+		s.log.Info("waiting conversation assigned after the reload", "conversation", a.Conversation, "agent", a.Agent, "team", a.Team)
+	}
+	return nil
+}
+
 // Ready reports whether the server takes traffic.
 func (s *Server) Ready(context.Context) error {
 	select {
@@ -488,10 +681,12 @@ func (s *Server) Ready(context.Context) error {
 		return errors.New("shutting down")
 	default:
 	}
-	if len(s.queue) == cap(s.queue) {
-		return errors.New("event queue full")
+	for _, ch := range s.shards {
+		if len(ch) == cap(ch) {
+			return errors.New("evaluation queue full")
+		}
 	}
-	if n := s.outbox.pendingCount(); n >= s.opts.MaxPending {
+	if n := s.pending.Load(); n >= int64(s.opts.MaxPending) {
 		return fmt.Errorf("%d outbound messages wait for delivery", n)
 	}
 	return nil

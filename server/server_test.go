@@ -3,8 +3,10 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/triage-dev/triage/connectors/httpapi"
 	"github.com/triage-dev/triage/connectors/whatsapp"
 	"github.com/triage-dev/triage/connectors/whatsapp/whatsapptest"
+	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/reload"
 	"github.com/triage-dev/triage/rules"
 	"github.com/triage-dev/triage/schemas"
@@ -380,4 +383,78 @@ func TestBackpressure(t *testing.T) {
 	eventually(t, "events to be taken again", func() bool {
 		return srv.Submit(ctx, []schemas.Event{msg("h8", "p4", "agent please")}, "test") == nil
 	})
+}
+
+// gateStore holds every unit of work of one conversation open until
+// release is closed.
+type gateStore struct {
+	engine.Store
+	conv    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gateStore) Begin(ctx context.Context, convs []string, events []schemas.Event) (engine.Tx, error) {
+	tx, err := g.Store.Begin(ctx, convs, events)
+	if err == nil && slices.Contains(convs, g.conv) {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+	return tx, err
+}
+
+// TestConversationsEvaluateInParallel: while one conversation's unit of
+// work is held open, another conversation's event is evaluated and
+// committed. Were evaluation serialised, the second Submit would wait for
+// the first, and the test would time out.
+func TestConversationsEvaluateInParallel(t *testing.T) {
+	h, err := reload.New("../examples/rules", rules.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &gateStore{Store: engine.NewMemoryStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	srv, err := server.New(server.Options{Holder: h, Store: gate, Shards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := msg("s1", "slow", "hello")
+	var fast schemas.Event
+	for i := 0; ; i++ {
+		fast = msg(fmt.Sprintf("f%d", i), fmt.Sprintf("fast%d", i), "hello")
+		if srv.ShardOf(fast) != srv.ShardOf(slow) {
+			break
+		}
+		if i == 100 {
+			t.Fatal("no conversation found on another shard")
+		}
+	}
+	gate.conv = "slow"
+	srv.Start(context.Background())
+	defer srv.Close(context.Background())
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate.release) }) }
+	defer release() // before Close: a failing test must not hang it
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	slowDone := make(chan error, 1)
+	go func() { slowDone <- srv.Submit(ctx, []schemas.Event{slow}, "test") }()
+	<-gate.entered // the slow conversation's unit is open and held
+	if err := srv.Submit(ctx, []schemas.Event{fast}, "test"); err != nil {
+		t.Fatalf("the other conversation's event waited for the held one: %v", err)
+	}
+	if v, ok, _ := srv.Conversation(ctx, fast.Conversation); !ok || len(v.Decisions) == 0 || v.Decisions[0].Event.ID != fast.ID {
+		t.Fatalf("the other conversation was not evaluated: %+v", v)
+	}
+	if _, ok, _ := srv.Conversation(ctx, "slow"); ok {
+		t.Fatal("the held conversation is visible before its unit committed")
+	}
+	release()
+	if err := <-slowDone; err != nil {
+		t.Fatal(err)
+	}
+	// (The bot's answer may follow its first decision by now.)
+	if v, ok, _ := srv.Conversation(ctx, "slow"); !ok || len(v.Decisions) == 0 || v.Decisions[0].Event.ID != "s1" {
+		t.Fatalf("the held conversation was not evaluated after its release: %+v", v)
+	}
 }

@@ -899,17 +899,19 @@ func TestServeE2ESlackPacingDoesNotHoldUpReplies(t *testing.T) {
 	if n := len(s.slackTexts("#support-urgent")); n != 0 {
 		t.Errorf("the FAQ answer went out only after %d urgent pings: Slack's pacing held it up", n)
 	}
-	// And every urgent customer still gets the ping, then the
-	// acknowledgement.
+	// Every urgent customer gets the acknowledgement without waiting for
+	// the channel (Slack is ordered per channel, not per customer), and
+	// every ping still reaches the channel once its pace allows.
 	for i := range urgent {
 		got := s.waitSent(t, fmt.Sprintf("91980001%04d", i), 1)
 		if !strings.HasPrefix(got[0], "I've flagged this as urgent and I'm bringing in ") {
 			t.Errorf("urgent customer %d got %q", i, got)
 		}
 	}
-	if n := len(s.slackTexts("#support-urgent")); n != urgent {
-		t.Errorf("%d urgent pings delivered, want %d", n, urgent)
-	}
+	eventually(t, "every urgent ping", func() (bool, string) {
+		n := len(s.slackTexts("#support-urgent"))
+		return n == urgent, fmt.Sprintf("%d urgent pings delivered, want %d", n, urgent)
+	})
 }
 
 // /v1/events with each role, and what each role may read.

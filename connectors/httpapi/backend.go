@@ -50,32 +50,13 @@ type ConversationSummary struct {
 	schemas.Conversation
 }
 
-// Note is an internal note.
-type Note struct {
-	At     time.Time `json:"at"`
-	Text   string    `json:"text"`
-	Author string    `json:"author"`
-}
-
-// Message is one message of a conversation, either way.
-type Message struct {
-	At     time.Time `json:"at"`
-	From   string    `json:"from"` // customer, bot, agent:<id>
-	Text   string    `json:"text"`
-	Status string    `json:"status,omitempty"` // delivery status of an outbound message
-}
-
-// Delivery is what became of one outbound item (a decision's queued
-// action): delivered, or dead after its attempts. Decisions are the audit
-// record as evaluated and keep "queued"; deliveries say what happened next.
-type Delivery struct {
-	Key      string    `json:"key"` // the outbound item's idempotency key: event/rule/action
-	Kind     string    `json:"kind"`
-	Result   string    `json:"result"` // delivered or dead
-	Attempts int       `json:"attempts"`
-	Error    string    `json:"error,omitempty"`
-	At       time.Time `json:"at"`
-}
+// Note, Message and Delivery are the records of a conversation's view;
+// they are the contract's, in schemas.
+type (
+	Note     = schemas.Note
+	Message  = schemas.Message
+	Delivery = schemas.Delivery
+)
 
 // ConversationView is GET /v1/conversations/{id}: the state, its messages
 // and notes, its decision records and deliveries, newest last.

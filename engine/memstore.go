@@ -1,0 +1,713 @@
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/triage-dev/triage/schemas"
+)
+
+// MemoryStore is the daemon's Store in this process's memory: the default
+// on a fresh machine. It behaves like the durable store in every way a
+// test can see (units of work see nothing of each other until they
+// commit, and a rolled-back unit leaves nothing behind), except that
+// everything is lost when the process stops.
+type MemoryStore struct {
+	// sharedMu is held by the unit of work that took the shared state,
+	// from Tx.Shared until the unit ends.
+	sharedMu sync.Mutex
+
+	mu        sync.Mutex // guards everything below
+	convs     map[string]*Conv
+	contacts  map[string]schemas.Contact
+	seen      map[string]bool
+	locks     map[string]*convLock
+	shared    *Shared // replaced whole at commit, never changed in place
+	decisions map[string][]schemas.Decision
+	messages  map[string][]schemas.Message
+	sentBy    map[string]msgRef // WhatsApp message id -> the message
+	statuses  map[string]bool
+
+	due   dueHeap              // conversations by next SLA deadline; stale entries are skipped
+	dueAt map[string]time.Time // each conversation's indexed deadline
+
+	items  map[int64]*memItem
+	queues map[string][]int64 // pending items of each order key, oldest first
+	byConv map[string][]int64
+	dead   []int64
+	nextID int64
+}
+
+type convLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+type msgRef struct {
+	conv  string
+	index int
+}
+
+type memItem struct {
+	OutboxItem
+	leased time.Time // leased until
+}
+
+type dueEntry struct {
+	at   time.Time
+	conv string
+}
+
+type dueHeap []dueEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// NewMemoryStore returns an empty store.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{
+		convs:     map[string]*Conv{},
+		contacts:  map[string]schemas.Contact{},
+		seen:      map[string]bool{},
+		locks:     map[string]*convLock{},
+		shared:    NewShared(),
+		decisions: map[string][]schemas.Decision{},
+		messages:  map[string][]schemas.Message{},
+		sentBy:    map[string]msgRef{},
+		statuses:  map[string]bool{},
+		dueAt:     map[string]time.Time{},
+		items:     map[int64]*memItem{},
+		queues:    map[string][]int64{},
+		byConv:    map[string][]int64{},
+	}
+}
+
+// ref takes a reference to a conversation's lock; called with mu held.
+func (s *MemoryStore) ref(id string) *convLock {
+	l := s.locks[id]
+	if l == nil {
+		l = &convLock{}
+		s.locks[id] = l
+	}
+	l.refs++
+	return l
+}
+
+// unref drops a reference; called with mu held.
+func (s *MemoryStore) unref(id string, l *convLock) {
+	if l.refs--; l.refs == 0 {
+		delete(s.locks, id)
+	}
+}
+
+func (s *MemoryStore) lock(ctx context.Context, id string) error {
+	s.mu.Lock()
+	l := s.ref(id)
+	s.mu.Unlock()
+	// A unit holds a conversation for as long as one evaluation takes; a
+	// context ending meanwhile is noticed once the lock is taken.
+	l.mu.Lock()
+	if err := ctx.Err(); err != nil {
+		l.mu.Unlock()
+		s.mu.Lock()
+		s.unref(id, l)
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// tryLock takes a conversation's lock unless another unit holds it;
+// called with mu held.
+func (s *MemoryStore) tryLock(id string) bool {
+	l := s.ref(id)
+	if !l.mu.TryLock() {
+		s.unref(id, l)
+		return false
+	}
+	return true
+}
+
+// unlock releases a conversation's lock; called with mu held.
+func (s *MemoryStore) unlock(id string) {
+	l := s.locks[id]
+	l.mu.Unlock()
+	s.unref(id, l)
+}
+
+// Begin implements Store.
+func (s *MemoryStore) Begin(ctx context.Context, convs []string, events []schemas.Event) (Tx, error) {
+	ids := sortedUnique(convs)
+	tx := newMemTx(s)
+	for _, id := range ids {
+		if err := s.lock(ctx, id); err != nil {
+			_ = tx.Rollback(ctx)
+			return nil, fmt.Errorf("lock conversation %s: %w", id, err)
+		}
+		tx.held[id] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range events {
+		if _, ok := tx.pre[ev.ID]; ok {
+			continue // the same id twice in one unit: the second is a duplicate
+		}
+		tx.pre[ev.ID] = s.seen[ev.ID]
+		if !s.seen[ev.ID] {
+			// Reserved now, so a unit of another conversation carrying the
+			// same id sees it; a rollback gives it back.
+			s.seen[ev.ID] = true
+			tx.reserved = append(tx.reserved, ev.ID)
+		}
+	}
+	return tx, nil
+}
+
+func sortedUnique(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != "" {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// BeginDue implements Store.
+func (s *MemoryStore) BeginDue(_ context.Context, now time.Time, limit int) (Tx, []string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids, skipped []dueEntry
+	for len(s.due) > 0 && len(ids) < limit && !s.due[0].at.After(now) {
+		e := heap.Pop(&s.due).(dueEntry)
+		if at, ok := s.dueAt[e.conv]; !ok || !at.Equal(e.at) {
+			continue // stale: the deadline moved or fired
+		}
+		if !s.tryLock(e.conv) {
+			skipped = append(skipped, e)
+			continue
+		}
+		delete(s.dueAt, e.conv)
+		ids = append(ids, e)
+	}
+	for _, e := range skipped {
+		heap.Push(&s.due, e)
+	}
+	if len(ids) == 0 {
+		return nil, nil, nil
+	}
+	tx := newMemTx(s)
+	out := make([]string, len(ids))
+	for i, e := range ids {
+		tx.held[e.conv] = true
+		out[i] = e.conv
+	}
+	tx.popped = ids
+	return tx, out, nil
+}
+
+// NextDeadline implements Store.
+func (s *MemoryStore) NextDeadline(context.Context) (time.Time, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.due) > 0 {
+		e := s.due[0]
+		if at, ok := s.dueAt[e.conv]; ok && at.Equal(e.at) {
+			return e.at, true, nil
+		}
+		heap.Pop(&s.due)
+	}
+	return time.Time{}, false, nil
+}
+
+// index files a conversation under its next deadline; called with mu held.
+func (s *MemoryStore) index(c *Conv) {
+	next, ok := c.NextDeadline()
+	old, had := s.dueAt[c.ID]
+	switch {
+	case !ok:
+		delete(s.dueAt, c.ID)
+	case !had || !old.Equal(next):
+		s.dueAt[c.ID] = next
+		heap.Push(&s.due, dueEntry{at: next, conv: c.ID})
+	}
+}
+
+// Conversation implements Store.
+func (s *MemoryStore) Conversation(_ context.Context, id string) (ConversationRecord, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.convs[id]
+	if c == nil {
+		return ConversationRecord{}, false, nil
+	}
+	c = c.Clone()
+	r := ConversationRecord{
+		Conversation: c.Conversation,
+		Notes:        append([]schemas.Note{}, c.Notes...),
+		Contact:      s.contacts[c.Contact],
+		Messages:     append([]schemas.Message{}, s.messages[id]...),
+		Decisions:    append([]schemas.Decision{}, s.decisions[id]...),
+		Deliveries:   []schemas.Delivery{},
+	}
+	for _, itemID := range s.byConv[id] {
+		r.Deliveries = append(r.Deliveries, s.items[itemID].Delivery())
+	}
+	return r, true, nil
+}
+
+// Conversations implements Store.
+func (s *MemoryStore) Conversations(_ context.Context, f ConversationFilter) ([]schemas.Conversation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.convs))
+	for id := range s.convs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := []schemas.Conversation{}
+	for _, id := range ids {
+		if c := s.convs[id]; f.Match(&c.Conversation) {
+			out = append(out, c.Clone().Conversation)
+		}
+	}
+	return out, nil
+}
+
+// Messages implements Store.
+func (s *MemoryStore) Messages(_ context.Context, conv string) ([]schemas.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]schemas.Message{}, s.messages[conv]...), nil
+}
+
+// Contact implements Store.
+func (s *MemoryStore) Contact(_ context.Context, id string) (schemas.Contact, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.contacts[id]
+	return c, ok, nil
+}
+
+// QueueLengths implements Store.
+func (s *MemoryStore) QueueLengths(context.Context) (map[string]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shared.QueueLengths(), nil
+}
+
+// Claim implements Store.
+func (s *MemoryStore) Claim(_ context.Context, now time.Time, limit int, lease time.Duration) ([]OutboxItem, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var heads []*memItem
+	for _, q := range s.queues {
+		it := s.items[q[0]]
+		if !it.Due.After(now) && (it.leased.IsZero() || it.leased.Before(now)) {
+			heads = append(heads, it)
+		}
+	}
+	sort.Slice(heads, func(i, j int) bool {
+		if !heads[i].Due.Equal(heads[j].Due) {
+			return heads[i].Due.Before(heads[j].Due)
+		}
+		return heads[i].ID < heads[j].ID
+	})
+	if len(heads) > limit {
+		heads = heads[:limit]
+	}
+	out := make([]OutboxItem, len(heads))
+	for i, it := range heads {
+		it.leased = now.Add(lease)
+		it.Attempts++
+		out[i] = it.OutboxItem
+	}
+	return out, nil
+}
+
+// pendingItem returns a pending item; called with mu held.
+func (s *MemoryStore) pendingItem(id int64) (*memItem, error) {
+	it := s.items[id]
+	if it == nil {
+		return nil, fmt.Errorf("outbound item %d: no such item", id)
+	}
+	if it.Result != schemas.DeliveryPending {
+		return nil, fmt.Errorf("outbound item %d: already %s", id, it.Result)
+	}
+	return it, nil
+}
+
+// finish takes a pending item off its order key's queue; called with mu
+// held.
+func (s *MemoryStore) finish(it *memItem, result string, at time.Time, cause string) {
+	it.Result, it.Done, it.Error, it.leased = result, at, cause, time.Time{}
+	q := s.queues[it.Order]
+	if i := slices.Index(q, it.ID); i >= 0 {
+		q = slices.Delete(q, i, i+1)
+	}
+	if len(q) == 0 {
+		delete(s.queues, it.Order)
+	} else {
+		s.queues[it.Order] = q
+	}
+}
+
+// Delivered implements Store.
+func (s *MemoryStore) Delivered(_ context.Context, item OutboxItem, at time.Time, sent *schemas.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, err := s.pendingItem(item.ID)
+	if err != nil {
+		return err
+	}
+	s.finish(it, schemas.DeliveryDelivered, at, "")
+	it.Attempts = item.Attempts
+	if sent != nil && it.Conversation != "" {
+		s.addMessage(it.Conversation, *sent)
+	}
+	return nil
+}
+
+// addMessage appends a message; called with mu held.
+func (s *MemoryStore) addMessage(conv string, m schemas.Message) {
+	s.messages[conv] = append(s.messages[conv], m)
+	if m.ID != "" {
+		s.sentBy[m.ID] = msgRef{conv: conv, index: len(s.messages[conv]) - 1}
+	}
+}
+
+// Retry implements Store.
+func (s *MemoryStore) Retry(_ context.Context, item OutboxItem, due time.Time, cause string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, err := s.pendingItem(item.ID)
+	if err != nil {
+		return err
+	}
+	it.Due, it.Error, it.leased, it.Attempts = due, cause, time.Time{}, item.Attempts
+	return nil
+}
+
+// Dead implements Store.
+func (s *MemoryStore) Dead(_ context.Context, item OutboxItem, at time.Time, cause string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, err := s.pendingItem(item.ID)
+	if err != nil {
+		return err
+	}
+	s.finish(it, schemas.DeliveryDead, at, cause)
+	it.Attempts = item.Attempts
+	s.dead = append(s.dead, it.ID)
+	return nil
+}
+
+// Outbound implements Store.
+func (s *MemoryStore) Outbound(context.Context) (OutboundStats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := OutboundStats{Dead: len(s.dead)}
+	for _, q := range s.queues {
+		st.Pending += len(q)
+		it := s.items[q[0]]
+		next := it.Due
+		if it.leased.After(next) {
+			next = it.leased
+		}
+		if st.NextDue.IsZero() || next.Before(st.NextDue) {
+			st.NextDue = next
+		}
+	}
+	return st, nil
+}
+
+// DeadItems implements Store.
+func (s *MemoryStore) DeadItems(_ context.Context, limit int) ([]OutboxItem, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []OutboxItem{}
+	for i := len(s.dead) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, s.items[s.dead[i]].OutboxItem)
+	}
+	return out, nil
+}
+
+// Statuses implements Store.
+func (s *MemoryStore) Statuses(_ context.Context, updates []StatusUpdate) ([]StatusUpdate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fresh []StatusUpdate
+	for _, u := range updates {
+		if s.statuses[u.Key] {
+			continue
+		}
+		s.statuses[u.Key] = true
+		if ref, ok := s.sentBy[u.MessageID]; ok {
+			u.Conversation = ref.conv
+			m := &s.messages[ref.conv][ref.index]
+			if StatusRank[u.Status] > StatusRank[m.Status] {
+				m.Status = u.Status
+			}
+		}
+		fresh = append(fresh, u)
+	}
+	return fresh, nil
+}
+
+// Close implements Store.
+func (s *MemoryStore) Close() {}
+
+// memTx is a MemoryStore unit of work. It works on copies, written back
+// at Commit.
+type memTx struct {
+	s        *MemoryStore
+	held     map[string]bool // conversations locked by this unit
+	convs    map[string]*Conv
+	contacts map[string]*schemas.Contact
+	pre      map[string]bool // events recorded by Begin: seen before?
+	asked    map[string]bool // ids Seen answered in this unit
+	reserved []string        // ids this unit added to seen
+	shared   *Shared         // a copy, while this unit holds sharedMu
+	records  []Record
+	popped   []dueEntry // BeginDue's entries, put back on Rollback
+	done     bool
+}
+
+func newMemTx(s *MemoryStore) *memTx {
+	return &memTx{s: s, held: map[string]bool{}, convs: map[string]*Conv{}, contacts: map[string]*schemas.Contact{},
+		pre: map[string]bool{}, asked: map[string]bool{}}
+}
+
+var errTxDone = errors.New("unit of work already ended")
+
+// Seen implements State.
+func (tx *memTx) Seen(id string) (bool, error) {
+	if tx.done {
+		return false, errTxDone
+	}
+	if tx.asked[id] {
+		return true, nil
+	}
+	tx.asked[id] = true
+	if dup, ok := tx.pre[id]; ok {
+		return dup, nil
+	}
+	s := tx.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[id] {
+		return true, nil
+	}
+	s.seen[id] = true
+	tx.reserved = append(tx.reserved, id)
+	return false, nil
+}
+
+// Conversation implements State.
+func (tx *memTx) Conversation(id string) (*Conv, error) {
+	if tx.done {
+		return nil, errTxDone
+	}
+	if c := tx.convs[id]; c != nil {
+		return c, nil
+	}
+	if !tx.held[id] {
+		return nil, fmt.Errorf("conversation %s is not held by this unit of work", id)
+	}
+	tx.s.mu.Lock()
+	c := tx.s.convs[id]
+	tx.s.mu.Unlock()
+	if c == nil {
+		return nil, nil
+	}
+	c = c.Clone()
+	tx.convs[id] = c
+	return c, nil
+}
+
+// AddConversation implements State.
+func (tx *memTx) AddConversation(c *Conv) error {
+	if tx.done {
+		return errTxDone
+	}
+	if !tx.held[c.ID] {
+		return fmt.Errorf("conversation %s is not held by this unit of work", c.ID)
+	}
+	tx.convs[c.ID] = c
+	return nil
+}
+
+// Contact implements State.
+func (tx *memTx) Contact(id string) (*schemas.Contact, error) {
+	if tx.done {
+		return nil, errTxDone
+	}
+	if c := tx.contacts[id]; c != nil {
+		return c, nil
+	}
+	tx.s.mu.Lock()
+	c, ok := tx.s.contacts[id]
+	tx.s.mu.Unlock()
+	if !ok {
+		c = schemas.Contact{ID: id}
+	}
+	tx.contacts[id] = &c
+	return &c, nil
+}
+
+// Shared implements State.
+func (tx *memTx) Shared() (*Shared, error) {
+	if tx.done {
+		return nil, errTxDone
+	}
+	if tx.shared == nil {
+		tx.s.sharedMu.Lock()
+		tx.s.mu.Lock()
+		tx.shared = tx.s.shared.clone()
+		tx.s.mu.Unlock()
+	}
+	return tx.shared, nil
+}
+
+// Queued implements State.
+func (tx *memTx) Queued(id string) (*Conv, error) {
+	if tx.done {
+		return nil, errTxDone
+	}
+	if !tx.held[id] {
+		tx.s.mu.Lock()
+		ok := tx.s.tryLock(id)
+		tx.s.mu.Unlock()
+		if !ok {
+			return nil, nil
+		}
+		tx.held[id] = true
+	}
+	c, err := tx.Conversation(id)
+	if c == nil && err == nil {
+		// Unknown: resolved, so the queue lets go of it.
+		c = NewConv(id, time.Time{})
+		c.Status = schemas.StatusResolved
+	}
+	return c, err
+}
+
+// Record implements Tx.
+func (tx *memTx) Record(r Record) error {
+	if tx.done {
+		return errTxDone
+	}
+	tx.records = append(tx.records, r)
+	return nil
+}
+
+// Commit implements Tx.
+func (tx *memTx) Commit(context.Context) error {
+	if tx.done {
+		return errTxDone
+	}
+	s := tx.s
+	s.mu.Lock()
+	for id, c := range tx.convs {
+		s.convs[id] = c
+		s.index(c)
+	}
+	for id, c := range tx.contacts {
+		s.contacts[id] = *c
+	}
+	if tx.shared != nil {
+		s.shared = tx.shared
+	}
+	for _, r := range tx.records {
+		conv := r.Decision.Event.Conversation
+		s.decisions[conv] = append(s.decisions[conv], r.Decision)
+		if r.Message != nil {
+			s.addMessage(conv, *r.Message)
+		}
+		for _, o := range r.Outbound {
+			s.nextID++
+			it := &memItem{OutboxItem: o}
+			it.ID, it.Result = s.nextID, schemas.DeliveryPending
+			if it.Due.IsZero() {
+				it.Due = it.At
+			}
+			s.items[it.ID] = it
+			s.queues[it.Order] = append(s.queues[it.Order], it.ID)
+			if it.Conversation != "" {
+				s.byConv[it.Conversation] = append(s.byConv[it.Conversation], it.ID)
+			}
+		}
+	}
+	tx.popped = nil
+	tx.release()
+	s.mu.Unlock()
+	return nil
+}
+
+// Rollback implements Tx.
+func (tx *memTx) Rollback(context.Context) error {
+	if tx.done {
+		return nil
+	}
+	s := tx.s
+	s.mu.Lock()
+	for _, id := range tx.reserved {
+		delete(s.seen, id)
+	}
+	for _, e := range tx.popped {
+		if _, ok := s.dueAt[e.conv]; !ok {
+			s.dueAt[e.conv] = e.at
+			heap.Push(&s.due, e)
+		}
+	}
+	tx.release()
+	s.mu.Unlock()
+	return nil
+}
+
+// release ends the unit and lets go of its locks; called with s.mu held.
+func (tx *memTx) release() {
+	tx.done = true
+	for id := range tx.held {
+		tx.s.unlock(id)
+	}
+	if tx.shared != nil {
+		tx.s.sharedMu.Unlock()
+	}
+}
+
+// clone returns a deep copy, for a unit of work to change.
+func (s *Shared) clone() *Shared {
+	out := &Shared{agents: make(map[string]*AgentState, len(s.agents)), teams: make(map[string]*TeamState, len(s.teams)),
+		freed: s.freed, drainedWith: s.drainedWith}
+	for id, a := range s.agents {
+		c := *a
+		out.agents[id] = &c
+	}
+	for name, t := range s.teams {
+		c := *t
+		c.Queue = append([]QueueEntry(nil), t.Queue...)
+		out.teams[name] = &c
+	}
+	return out
+}
+
+var (
+	_ Store = (*MemoryStore)(nil)
+	_ Tx    = (*memTx)(nil)
+)
