@@ -33,6 +33,7 @@ type MemoryStore struct {
 	messages  map[string][]schemas.Message
 	sentBy    map[string]msgRef // WhatsApp message id -> the message
 	statuses  map[string]bool
+	early     map[string]string // statuses of messages not stored yet, by message id
 
 	due   dueHeap              // conversations by next SLA deadline; stale entries are skipped
 	dueAt map[string]time.Time // each conversation's indexed deadline
@@ -89,6 +90,7 @@ func NewMemoryStore() *MemoryStore {
 		messages:  map[string][]schemas.Message{},
 		sentBy:    map[string]msgRef{},
 		statuses:  map[string]bool{},
+		early:     map[string]string{},
 		dueAt:     map[string]time.Time{},
 		items:     map[int64]*memItem{},
 		queues:    map[string][]int64{},
@@ -318,7 +320,7 @@ func (s *MemoryStore) Claim(_ context.Context, now time.Time, limit int, lease t
 	var heads []*memItem
 	for _, q := range s.queues {
 		it := s.items[q[0]]
-		if !it.Due.After(now) && (it.leased.IsZero() || it.leased.Before(now)) {
+		if !it.Due.After(now) && !it.leased.After(now) {
 			heads = append(heads, it)
 		}
 	}
@@ -340,14 +342,19 @@ func (s *MemoryStore) Claim(_ context.Context, now time.Time, limit int, lease t
 	return out, nil
 }
 
-// pendingItem returns a pending item; called with mu held.
-func (s *MemoryStore) pendingItem(id int64) (*memItem, error) {
-	it := s.items[id]
+// pendingItem returns a pending item still claimed by the attempt of
+// item: its deliverer may be late, its lease run out and the item claimed
+// again, and then what it says no longer counts; called with mu held.
+func (s *MemoryStore) pendingItem(item OutboxItem) (*memItem, error) {
+	it := s.items[item.ID]
 	if it == nil {
-		return nil, fmt.Errorf("outbound item %d: no such item", id)
+		return nil, fmt.Errorf("outbound item %d: no such item", item.ID)
 	}
 	if it.Result != schemas.DeliveryPending {
-		return nil, fmt.Errorf("outbound item %d: already %s", id, it.Result)
+		return nil, fmt.Errorf("outbound item %d: already %s", item.ID, it.Result)
+	}
+	if it.Attempts != item.Attempts {
+		return nil, fmt.Errorf("outbound item %d: claimed again since attempt %d", item.ID, item.Attempts)
 	}
 	return it, nil
 }
@@ -371,12 +378,11 @@ func (s *MemoryStore) finish(it *memItem, result string, at time.Time, cause str
 func (s *MemoryStore) Delivered(_ context.Context, item OutboxItem, at time.Time, sent *schemas.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, err := s.pendingItem(item.ID)
+	it, err := s.pendingItem(item)
 	if err != nil {
 		return err
 	}
 	s.finish(it, schemas.DeliveryDelivered, at, "")
-	it.Attempts = item.Attempts
 	if sent != nil && it.Conversation != "" {
 		s.addMessage(it.Conversation, *sent)
 	}
@@ -385,6 +391,13 @@ func (s *MemoryStore) Delivered(_ context.Context, item OutboxItem, at time.Time
 
 // addMessage appends a message; called with mu held.
 func (s *MemoryStore) addMessage(conv string, m schemas.Message) {
+	// Meta may report a status before the send's answer is recorded.
+	if st, ok := s.early[m.ID]; ok && m.ID != "" {
+		if StatusRank[st] > StatusRank[m.Status] {
+			m.Status = st
+		}
+		delete(s.early, m.ID)
+	}
 	s.messages[conv] = append(s.messages[conv], m)
 	if m.ID != "" {
 		s.sentBy[m.ID] = msgRef{conv: conv, index: len(s.messages[conv]) - 1}
@@ -395,11 +408,11 @@ func (s *MemoryStore) addMessage(conv string, m schemas.Message) {
 func (s *MemoryStore) Retry(_ context.Context, item OutboxItem, due time.Time, cause string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, err := s.pendingItem(item.ID)
+	it, err := s.pendingItem(item)
 	if err != nil {
 		return err
 	}
-	it.Due, it.Error, it.leased, it.Attempts = due, cause, time.Time{}, item.Attempts
+	it.Due, it.Error, it.leased = due, cause, time.Time{}
 	return nil
 }
 
@@ -407,12 +420,11 @@ func (s *MemoryStore) Retry(_ context.Context, item OutboxItem, due time.Time, c
 func (s *MemoryStore) Dead(_ context.Context, item OutboxItem, at time.Time, cause string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, err := s.pendingItem(item.ID)
+	it, err := s.pendingItem(item)
 	if err != nil {
 		return err
 	}
 	s.finish(it, schemas.DeliveryDead, at, cause)
-	it.Attempts = item.Attempts
 	s.dead = append(s.dead, it.ID)
 	return nil
 }
@@ -463,6 +475,8 @@ func (s *MemoryStore) Statuses(_ context.Context, updates []StatusUpdate) ([]Sta
 			if StatusRank[u.Status] > StatusRank[m.Status] {
 				m.Status = u.Status
 			}
+		} else if u.MessageID != "" && StatusRank[u.Status] > StatusRank[s.early[u.MessageID]] {
+			s.early[u.MessageID] = u.Status
 		}
 		fresh = append(fresh, u)
 	}
@@ -479,10 +493,11 @@ type memTx struct {
 	held     map[string]bool // conversations locked by this unit
 	convs    map[string]*Conv
 	contacts map[string]*schemas.Contact
-	pre      map[string]bool // events recorded by Begin: seen before?
-	asked    map[string]bool // ids Seen answered in this unit
-	reserved []string        // ids this unit added to seen
-	shared   *Shared         // a copy, while this unit holds sharedMu
+	original map[string]schemas.Contact // contacts as first read
+	pre      map[string]bool            // events recorded by Begin: seen before?
+	asked    map[string]bool            // ids Seen answered in this unit
+	reserved []string                   // ids this unit added to seen
+	shared   *Shared                    // a copy, while this unit holds sharedMu
 	records  []Record
 	popped   []dueEntry // BeginDue's entries, put back on Rollback
 	done     bool
@@ -490,7 +505,7 @@ type memTx struct {
 
 func newMemTx(s *MemoryStore) *memTx {
 	return &memTx{s: s, held: map[string]bool{}, convs: map[string]*Conv{}, contacts: map[string]*schemas.Contact{},
-		pre: map[string]bool{}, asked: map[string]bool{}}
+		original: map[string]schemas.Contact{}, pre: map[string]bool{}, asked: map[string]bool{}}
 }
 
 var errTxDone = errors.New("unit of work already ended")
@@ -566,6 +581,7 @@ func (tx *memTx) Contact(id string) (*schemas.Contact, error) {
 	if !ok {
 		c = schemas.Contact{ID: id}
 	}
+	tx.original[id] = c
 	tx.contacts[id] = &c
 	return &c, nil
 }
@@ -628,7 +644,16 @@ func (tx *memTx) Commit(context.Context) error {
 		s.index(c)
 	}
 	for id, c := range tx.contacts {
-		s.contacts[id] = *c
+		changes := ContactChanges(tx.original[id], *c)
+		cur, ok := s.contacts[id]
+		if len(changes) == 0 && ok {
+			continue
+		}
+		if !ok {
+			cur = schemas.Contact{ID: id}
+		}
+		ApplyContactChanges(&cur, changes)
+		s.contacts[id] = cur
 	}
 	if tx.shared != nil {
 		s.shared = tx.shared
@@ -650,6 +675,15 @@ func (tx *memTx) Commit(context.Context) error {
 			s.queues[it.Order] = append(s.queues[it.Order], it.ID)
 			if it.Conversation != "" {
 				s.byConv[it.Conversation] = append(s.byConv[it.Conversation], it.ID)
+			}
+		}
+	}
+	// A due conversation the unit never loaded keeps its deadline.
+	for _, e := range tx.popped {
+		if _, loaded := tx.convs[e.conv]; !loaded {
+			if _, ok := s.dueAt[e.conv]; !ok {
+				s.dueAt[e.conv] = e.at
+				heap.Push(&s.due, e)
 			}
 		}
 	}

@@ -51,7 +51,9 @@ type Store interface {
 	// claimed items' Attempts count this attempt.
 	Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]OutboxItem, error)
 	// Delivered finishes an item; sent, when not nil, is the message it
-	// sent, added to the item's conversation.
+	// sent, added to the item's conversation. Delivered, Retry and Dead
+	// fail when the item was claimed again since item's attempt (its
+	// lease ran out): Attempts is the claim's fencing token.
 	Delivered(ctx context.Context, item OutboxItem, at time.Time, sent *schemas.Message) error
 	// Retry puts an item back, to be claimed again at due.
 	Retry(ctx context.Context, item OutboxItem, due time.Time, cause string) error
@@ -65,9 +67,10 @@ type Store interface {
 	DeadItems(ctx context.Context, limit int) ([]OutboxItem, error)
 
 	// Statuses records WhatsApp delivery statuses on the messages they
-	// name (a status only moves forward) and returns those not recorded
-	// before, with the conversation of the message they name when the
-	// store knows it: a redelivered webhook changes nothing.
+	// name (a status only moves forward; one that arrives before its
+	// message is stored applies when it is) and returns those not
+	// recorded before, with the conversation of the message they name
+	// when the store knows it: a redelivered webhook changes nothing.
 	Statuses(ctx context.Context, updates []StatusUpdate) ([]StatusUpdate, error)
 
 	// Close releases the store's resources.
@@ -206,3 +209,41 @@ func (f ConversationFilter) Match(c *schemas.Conversation) bool {
 // StatusRank orders WhatsApp statuses: a status only moves forward, so a
 // late "delivered" does not undo "read". Failed is final.
 var StatusRank = map[string]int{"": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+// ContactChanges lists the fields of a contact a unit of work changed, by
+// their JSON names. Contacts are not locked (one customer may write on
+// two conversations at once), so a store writes back only what changed:
+// an opt-out committed meanwhile by another unit is not undone by a unit
+// that only read it.
+func ContactChanges(before, after schemas.Contact) map[string]any {
+	out := map[string]any{}
+	if before.Name != after.Name {
+		out["name"] = after.Name
+	}
+	if before.Language != after.Language {
+		out["language"] = after.Language
+	}
+	if before.Phone != after.Phone {
+		out["phone"] = after.Phone
+	}
+	if before.OptedOut != after.OptedOut {
+		out["opted_out"] = after.OptedOut
+	}
+	return out
+}
+
+// ApplyContactChanges applies what ContactChanges listed to c.
+func ApplyContactChanges(c *schemas.Contact, changes map[string]any) {
+	for k, v := range changes {
+		switch k {
+		case "name":
+			c.Name = v.(string)
+		case "language":
+			c.Language = v.(string)
+		case "phone":
+			c.Phone = v.(string)
+		case "opted_out":
+			c.OptedOut = v.(bool)
+		}
+	}
+}
