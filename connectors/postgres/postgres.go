@@ -1,0 +1,153 @@
+// Package postgres is the daemon's durable store: engine.Store in
+// PostgreSQL, with pgx. Nothing a unit of work committed is lost on a
+// crash, and several daemons may share one database: conversations are
+// locked row by row for a unit of work, the state they share under one
+// transaction-scoped advisory lock, and the outbox and SLA timers are
+// claimed with FOR UPDATE SKIP LOCKED.
+//
+// The schema is created and upgraded by the SQL migrations embedded in
+// the binary (migrations/), applied by goose under its lock: Migrate.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/triage-dev/triage/engine"
+)
+
+//go:embed migrations/*.sql
+var embedded embed.FS
+
+// Options configure a Store.
+type Options struct {
+	// Migrate applies pending migrations when the store opens, as
+	// `triage serve` does; `triage migrate` applies them alone.
+	Migrate bool
+	// Logger receives what migrations did; nil discards it.
+	Logger *slog.Logger
+}
+
+// Store is engine.Store in PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	// sharedKey is the advisory lock of the shared assignment state, made
+	// of the schema's name so that stores in different schemas of one
+	// database (tests, tenants) do not wait for each other.
+	sharedKey int64
+}
+
+// Open connects to the database at url (a postgres:// URL or a DSN; pgx
+// reads pool settings such as pool_max_conns from it) and, with
+// Options.Migrate, brings its schema up to date.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	if opts.Migrate {
+		if _, err := Migrate(ctx, pool, opts.Logger); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	if err := pool.QueryRow(ctx, `SELECT hashtextextended(current_schema() || ':triage:shared', 0)`).Scan(&s.sharedKey); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	var ok bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('conversations') IS NOT NULL`).Scan(&ok); err != nil || !ok {
+		pool.Close()
+		if err == nil {
+			err = errors.New("its tables do not exist: run `triage migrate` (or serve, which migrates)")
+		}
+		return nil, fmt.Errorf("schema %w", err)
+	}
+	return s, nil
+}
+
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close implements engine.Store.
+func (s *Store) Close() { s.pool.Close() }
+
+// Migration is one migration Migrate applied.
+type Migration struct {
+	Version  int64
+	Path     string
+	Duration time.Duration
+}
+
+// Migrate applies the embedded migrations not yet applied, under goose's
+// session advisory lock, so that several daemons starting at once apply
+// each exactly once. It returns what it applied.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]Migration, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	migrations, err := fs.Sub(embedded, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return nil, err
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations,
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	var out []Migration
+	for _, r := range results {
+		out = append(out, Migration{Version: r.Source.Version, Path: r.Source.Path, Duration: r.Duration})
+		log.Info("database migration applied", "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration)
+	}
+	if err != nil {
+		return out, fmt.Errorf("migrate: %w", err)
+	}
+	return out, nil
+}
+
+var _ engine.Store = (*Store)(nil)
+
+// queryRows runs a query and hands each row to scan.
+func queryRows(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string, args []any, scan func(pgx.Rows) error) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

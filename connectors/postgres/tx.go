@@ -1,0 +1,597 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/triage-dev/triage/engine"
+	"github.com/triage-dev/triage/schemas"
+)
+
+// Begin implements engine.Store. In one round trip after BEGIN it creates
+// the rows of conversations that do not exist yet (so that there is a row
+// to lock: a concurrent unit creating the same one waits for this one),
+// locks every named conversation in id order (so units never wait for
+// each other in a cycle), loads them and their contacts, and inserts the
+// events, whose conflicts tell the duplicates.
+func (s *Store) Begin(ctx context.Context, convs []string, events []schemas.Event) (engine.Tx, error) {
+	ids := sortedUnique(convs)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	u := newUnit(s, tx)
+	b := &pgx.Batch{}
+	var contactIDs []string
+	for _, ev := range events {
+		if ev.Contact != nil && ev.Contact.ID != "" {
+			contactIDs = append(contactIDs, ev.Contact.ID)
+		}
+	}
+	if len(ids) > 0 {
+		b.Queue(`INSERT INTO conversations (id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (id) DO NOTHING`, ids)
+		b.Queue(`SELECT id, state FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
+			return u.scanConversations(rows)
+		})
+		b.Queue(`SELECT id, state FROM contacts WHERE id = ANY($1) OR id IN (SELECT contact_id FROM conversations WHERE id = ANY($2))`,
+			contactIDs, ids).Query(func(rows pgx.Rows) error { return u.scanContacts(rows) })
+	}
+	evs := uniqueEvents(events)
+	if len(evs) > 0 {
+		var eids, econvs, etypes, payloads []string
+		var ats []time.Time
+		for _, ev := range evs {
+			p, err := json.Marshal(ev)
+			if err != nil {
+				_ = tx.Rollback(ctx)
+				return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+			}
+			eids, econvs, etypes = append(eids, ev.ID), append(econvs, ev.Conversation), append(etypes, ev.Type)
+			ats, payloads = append(ats, ev.At), append(payloads, string(p))
+		}
+		for _, id := range eids {
+			u.pre[id] = true // seen, unless the insert below says otherwise
+		}
+		b.Queue(`INSERT INTO events (id, conversation_id, type, at, payload)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) ORDER BY 1
+			ON CONFLICT (id) DO NOTHING RETURNING id`, eids, econvs, etypes, ats, payloads).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				u.pre[id] = false
+			}
+			return rows.Err()
+		})
+	}
+	for _, id := range ids {
+		u.held[id] = true
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			_ = tx.Rollback(ctx)
+			return nil, fmt.Errorf("lock conversations: %w", err)
+		}
+	}
+	return u, nil
+}
+
+// uniqueEvents keeps the first event of each id: a later one in the same
+// unit is a duplicate of it.
+func uniqueEvents(events []schemas.Event) []schemas.Event {
+	seen := make(map[string]bool, len(events))
+	out := make([]schemas.Event, 0, len(events))
+	for _, ev := range events {
+		if !seen[ev.ID] {
+			seen[ev.ID] = true
+			out = append(out, ev)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func sortedUnique(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != "" {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// BeginDue implements engine.Store.
+func (s *Store) BeginDue(ctx context.Context, now time.Time, limit int) (engine.Tx, []string, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("begin: %w", err)
+	}
+	u := newUnit(s, tx)
+	var ids []string
+	err = queryRows(ctx, tx, `SELECT id, state FROM conversations WHERE next_sla_at <= $1
+		ORDER BY next_sla_at LIMIT $2 FOR UPDATE SKIP LOCKED`, []any{now, limit}, func(rows pgx.Rows) error {
+		var id string
+		var state []byte
+		if err := rows.Scan(&id, &state); err != nil {
+			return err
+		}
+		ids = append(ids, id)
+		u.raw[id] = state
+		u.held[id] = true
+		return nil
+	})
+	if err != nil || len(ids) == 0 {
+		_ = tx.Rollback(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim due conversations: %w", err)
+		}
+		return nil, nil, nil
+	}
+	return u, ids, nil
+}
+
+// NextDeadline implements engine.Store.
+func (s *Store) NextDeadline(ctx context.Context) (time.Time, bool, error) {
+	var at pgtype.Timestamptz
+	if err := s.pool.QueryRow(ctx, `SELECT min(next_sla_at) FROM conversations`).Scan(&at); err != nil {
+		return time.Time{}, false, err
+	}
+	return at.Time, at.Valid, nil
+}
+
+// unit is a Store unit of work: a transaction, what it loaded, and what
+// it will write at Commit in one round trip.
+type unit struct {
+	s    *Store
+	tx   pgx.Tx
+	held map[string]bool   // conversations locked by this unit
+	raw  map[string][]byte // states loaded, not yet decoded (nil: no state yet)
+	conv map[string]*engine.Conv
+	// contacts loaded or made; people those handed out, to write back
+	contacts map[string]schemas.Contact
+	people   map[string]*schemas.Contact
+	pre      map[string]bool // events inserted by Begin: seen before?
+	asked    map[string]bool // ids Seen answered
+	checked  map[string]bool // ids Seen looked up itself: new ones are inserted at commit
+	made     map[string]*schemas.Event
+	shared   *engine.Shared
+	before   []engine.AgentState // the shared state as loaded
+	teams    []engine.TeamState
+	records  []engine.Record
+	done     bool
+}
+
+func newUnit(s *Store, tx pgx.Tx) *unit {
+	return &unit{s: s, tx: tx, held: map[string]bool{}, raw: map[string][]byte{}, conv: map[string]*engine.Conv{},
+		contacts: map[string]schemas.Contact{}, people: map[string]*schemas.Contact{},
+		pre: map[string]bool{}, asked: map[string]bool{}, checked: map[string]bool{}, made: map[string]*schemas.Event{}}
+}
+
+func (u *unit) scanConversations(rows pgx.Rows) error {
+	for rows.Next() {
+		var id string
+		var state []byte
+		if err := rows.Scan(&id, &state); err != nil {
+			return err
+		}
+		u.raw[id] = state
+	}
+	return rows.Err()
+}
+
+func (u *unit) scanContacts(rows pgx.Rows) error {
+	for rows.Next() {
+		var id string
+		var state []byte
+		if err := rows.Scan(&id, &state); err != nil {
+			return err
+		}
+		var c schemas.Contact
+		if err := json.Unmarshal(state, &c); err != nil {
+			return fmt.Errorf("contact %s: %w", id, err)
+		}
+		u.contacts[id] = c
+	}
+	return rows.Err()
+}
+
+var errDone = errors.New("unit of work already ended")
+
+// ctx is the context of State calls, which take none: a unit's work is
+// bounded by its transaction, which the caller's Commit or Rollback ends.
+func (u *unit) ctx() context.Context { return context.Background() }
+
+// Seen implements engine.State.
+func (u *unit) Seen(id string) (bool, error) {
+	if u.done {
+		return false, errDone
+	}
+	if u.asked[id] {
+		return true, nil
+	}
+	u.asked[id] = true
+	if dup, ok := u.pre[id]; ok {
+		return dup, nil
+	}
+	// An event triage made itself (an SLA deadline): inserted at commit,
+	// with its decision.
+	var dup bool
+	if err := u.tx.QueryRow(u.ctx(), `SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)`, id).Scan(&dup); err != nil {
+		return false, err
+	}
+	u.checked[id] = !dup
+	return dup, nil
+}
+
+// Conversation implements engine.State.
+func (u *unit) Conversation(id string) (*engine.Conv, error) {
+	if u.done {
+		return nil, errDone
+	}
+	if c := u.conv[id]; c != nil {
+		return c, nil
+	}
+	if !u.held[id] {
+		return nil, fmt.Errorf("conversation %s is not held by this unit of work", id)
+	}
+	state := u.raw[id]
+	if state == nil {
+		return nil, nil
+	}
+	c, err := engine.UnmarshalConv(state)
+	if err != nil {
+		return nil, fmt.Errorf("conversation %s: %w", id, err)
+	}
+	u.conv[id] = c
+	return c, nil
+}
+
+// AddConversation implements engine.State.
+func (u *unit) AddConversation(c *engine.Conv) error {
+	if u.done {
+		return errDone
+	}
+	if !u.held[c.ID] {
+		return fmt.Errorf("conversation %s is not held by this unit of work", c.ID)
+	}
+	u.conv[c.ID] = c
+	return nil
+}
+
+// Contact implements engine.State.
+func (u *unit) Contact(id string) (*schemas.Contact, error) {
+	if u.done {
+		return nil, errDone
+	}
+	if c := u.people[id]; c != nil {
+		return c, nil
+	}
+	c, ok := u.contacts[id]
+	if !ok {
+		var state []byte
+		err := u.tx.QueryRow(u.ctx(), `SELECT state FROM contacts WHERE id = $1`, id).Scan(&state)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			c = schemas.Contact{ID: id}
+		case err != nil:
+			return nil, err
+		default:
+			if err := json.Unmarshal(state, &c); err != nil {
+				return nil, fmt.Errorf("contact %s: %w", id, err)
+			}
+		}
+	}
+	u.people[id] = &c
+	return &c, nil
+}
+
+// Shared implements engine.State: the transaction-scoped advisory lock,
+// then every agent and team, in one round trip.
+func (u *unit) Shared() (*engine.Shared, error) {
+	if u.done {
+		return nil, errDone
+	}
+	if u.shared != nil {
+		return u.shared, nil
+	}
+	sh := engine.NewShared()
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, u.s.sharedKey)
+	b.Queue(`SELECT id, status, open FROM agents`).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var a engine.AgentState
+			if err := rows.Scan(&a.ID, &a.Status, &a.Open); err != nil {
+				return err
+			}
+			sh.PutAgent(a)
+		}
+		return rows.Err()
+	})
+	b.Queue(`SELECT name, last_given, queue FROM teams`).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var t engine.TeamState
+			var queue []byte
+			if err := rows.Scan(&t.Name, &t.LastGiven, &queue); err != nil {
+				return err
+			}
+			if err := json.Unmarshal(queue, &t.Queue); err != nil {
+				return fmt.Errorf("team %s queue: %w", t.Name, err)
+			}
+			sh.PutTeam(t)
+		}
+		return rows.Err()
+	})
+	if err := u.tx.SendBatch(u.ctx(), b).Close(); err != nil {
+		return nil, fmt.Errorf("shared state: %w", err)
+	}
+	u.shared, u.before, u.teams = sh, sh.Agents(), sh.Teams()
+	return sh, nil
+}
+
+// Queued implements engine.State: a waiting conversation another unit
+// holds is skipped, never waited for.
+func (u *unit) Queued(id string) (*engine.Conv, error) {
+	if u.done {
+		return nil, errDone
+	}
+	if !u.held[id] {
+		var state []byte
+		err := u.tx.QueryRow(u.ctx(), `SELECT state FROM conversations WHERE id = $1 FOR UPDATE SKIP LOCKED`, id).Scan(&state)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			var exists bool
+			if err := u.tx.QueryRow(u.ctx(), `SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1)`, id).Scan(&exists); err != nil {
+				return nil, err
+			}
+			if exists {
+				return nil, nil // held by another unit
+			}
+		case err != nil:
+			return nil, err
+		default:
+			u.held[id] = true
+			u.raw[id] = state
+		}
+	}
+	c, err := u.Conversation(id)
+	if c == nil && err == nil {
+		// Unknown: resolved, so the queue lets go of it.
+		c = engine.NewConv(id, time.Time{})
+		c.Status = schemas.StatusResolved
+	}
+	return c, err
+}
+
+// Record implements engine.Tx.
+func (u *unit) Record(r engine.Record) error {
+	if u.done {
+		return errDone
+	}
+	u.records = append(u.records, r)
+	return nil
+}
+
+// Commit implements engine.Tx: every write of the unit in one round trip,
+// then COMMIT.
+func (u *unit) Commit(ctx context.Context) error {
+	if u.done {
+		return errDone
+	}
+	b := &pgx.Batch{}
+	if err := u.queueWrites(b); err != nil {
+		_ = u.Rollback(ctx)
+		return err
+	}
+	if b.Len() > 0 {
+		if err := u.tx.SendBatch(ctx, b).Close(); err != nil {
+			_ = u.Rollback(ctx)
+			return fmt.Errorf("write: %w", err)
+		}
+	}
+	u.done = true
+	if err := u.tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Rollback implements engine.Tx.
+func (u *unit) Rollback(ctx context.Context) error {
+	if u.done {
+		return nil
+	}
+	u.done = true
+	if err := u.tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		return err
+	}
+	return nil
+}
+
+func (u *unit) queueWrites(b *pgx.Batch) error {
+	if len(u.conv) > 0 {
+		var ids, states, statuses, teams, assignees, contacts []string
+		var next []pgtype.Timestamptz
+		for _, id := range slices.Sorted(maps.Keys(u.conv)) {
+			c := u.conv[id]
+			state, err := engine.MarshalConv(c)
+			if err != nil {
+				return fmt.Errorf("encode conversation %s: %w", id, err)
+			}
+			at, ok := c.NextDeadline()
+			ids, states = append(ids, id), append(states, string(state))
+			statuses, teams, assignees = append(statuses, c.Status), append(teams, c.Team), append(assignees, c.Assignee)
+			contacts, next = append(contacts, c.Contact), append(next, pgtype.Timestamptz{Time: at, Valid: ok})
+		}
+		// Rows exist: Begin (or Queued) locked each.
+		b.Queue(`UPDATE conversations c SET state = v.state, status = v.status, team = v.team, assignee = v.assignee,
+				contact_id = v.contact, next_sla_at = v.next, updated_at = now()
+			FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+				AS v(id, state, status, team, assignee, contact, next)
+			WHERE c.id = v.id`, ids, states, statuses, teams, assignees, contacts, next)
+	}
+	if len(u.people) > 0 {
+		var ids, states []string
+		for _, id := range slices.Sorted(maps.Keys(u.people)) {
+			c := u.people[id]
+			if old, ok := u.contacts[id]; ok && old == *c {
+				continue
+			}
+			state, err := json.Marshal(c)
+			if err != nil {
+				return err
+			}
+			ids, states = append(ids, id), append(states, string(state))
+		}
+		if len(ids) > 0 {
+			// Sorted: units writing the same contacts lock them in one order.
+			b.Queue(`INSERT INTO contacts (id, state) SELECT * FROM unnest($1::text[], $2::jsonb[]) ORDER BY 1
+				ON CONFLICT (id) DO UPDATE SET state = excluded.state`, ids, states)
+		}
+	}
+	if u.shared != nil {
+		u.queueShared(b)
+	}
+	return u.queueRecords(b)
+}
+
+func (u *unit) queueShared(b *pgx.Batch) {
+	var ids, statuses []string
+	var open []int32
+	for _, a := range u.shared.Agents() {
+		if i, ok := slices.BinarySearchFunc(u.before, a.ID, func(x engine.AgentState, id string) int { return compare(x.ID, id) }); ok && u.before[i] == a {
+			continue
+		}
+		ids, statuses, open = append(ids, a.ID), append(statuses, a.Status), append(open, int32(a.Open))
+	}
+	if len(ids) > 0 {
+		b.Queue(`INSERT INTO agents (id, status, open) SELECT * FROM unnest($1::text[], $2::text[], $3::int4[])
+			ON CONFLICT (id) DO UPDATE SET status = excluded.status, open = excluded.open`, ids, statuses, open)
+	}
+	var names, last, queues []string
+	for _, t := range u.shared.Teams() {
+		if i, ok := slices.BinarySearchFunc(u.teams, t.Name, func(x engine.TeamState, n string) int { return compare(x.Name, n) }); ok &&
+			reflect.DeepEqual(u.teams[i], t) {
+			continue
+		}
+		q, _ := json.Marshal(nonNilQueue(t.Queue))
+		names, last, queues = append(names, t.Name), append(last, t.LastGiven), append(queues, string(q))
+	}
+	if len(names) > 0 {
+		b.Queue(`INSERT INTO teams (name, last_given, queue) SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
+			ON CONFLICT (name) DO UPDATE SET last_given = excluded.last_given, queue = excluded.queue`, names, last, queues)
+	}
+}
+
+func nonNilQueue(q []engine.QueueEntry) []engine.QueueEntry {
+	if q == nil {
+		return []engine.QueueEntry{}
+	}
+	return q
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (u *unit) queueRecords(b *pgx.Batch) error {
+	var (
+		dconv, devent, druleset, drecord                    []string
+		sids, sconvs, stypes, spayloads                     []string
+		sats                                                []time.Time
+		mconv, msender, mbody, mevent                       []string
+		mat                                                 []time.Time
+		oconv, oorder, okey, okind, ocontact, oparams, oask []string
+		oat, odue                                           []time.Time
+	)
+	var buf []byte
+	for _, r := range u.records {
+		d := &r.Decision
+		var err error
+		if buf, err = schemas.AppendDecision(buf[:0], d); err != nil {
+			return fmt.Errorf("encode decision of %s: %w", d.Event.ID, err)
+		}
+		conv := d.Event.Conversation
+		dconv, devent, druleset, drecord = append(dconv, conv), append(devent, d.Event.ID), append(druleset, d.RuleSet), append(drecord, string(buf))
+		if u.checked[d.Event.ID] {
+			u.made[d.Event.ID] = &d.Event
+		}
+		if m := r.Message; m != nil {
+			mconv, mat, msender, mbody, mevent = append(mconv, conv), append(mat, m.At), append(msender, m.From), append(mbody, m.Text), append(mevent, m.Event)
+		}
+		for _, o := range r.Outbound {
+			params, err := json.Marshal(o.Params)
+			if err != nil {
+				return fmt.Errorf("encode outbound %s: %w", o.Key, err)
+			}
+			due := o.Due
+			if due.IsZero() {
+				due = o.At
+			}
+			oconv, oorder, okey, okind = append(oconv, o.Conversation), append(oorder, o.Order), append(okey, o.Key), append(okind, o.Kind)
+			ocontact, oparams, oask = append(ocontact, o.Contact), append(oparams, string(params)), append(oask, o.AskedBy)
+			oat, odue = append(oat, o.At), append(odue, due)
+		}
+	}
+	// Every id Seen recorded is kept, with its event when the unit
+	// recorded a decision for it.
+	for _, id := range slices.Sorted(maps.Keys(u.checked)) {
+		if !u.checked[id] {
+			continue
+		}
+		ev := u.made[id]
+		if ev == nil {
+			ev = &schemas.Event{ID: id}
+		}
+		p, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		sids, sconvs, stypes, sats, spayloads = append(sids, id), append(sconvs, ev.Conversation), append(stypes, ev.Type), append(sats, ev.At), append(spayloads, string(p))
+	}
+	if len(sids) > 0 {
+		b.Queue(`INSERT INTO events (id, conversation_id, type, at, payload)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) ON CONFLICT (id) DO NOTHING`,
+			sids, sconvs, stypes, sats, spayloads)
+	}
+	// WITH ORDINALITY keeps the order of the records in the identity
+	// columns that order a conversation's decisions, messages and outbox.
+	if len(dconv) > 0 {
+		b.Queue(`INSERT INTO decisions (conversation_id, event_id, ruleset, record)
+			SELECT c, e, r, d FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS v(c, e, r, d, n) ORDER BY n`,
+			dconv, devent, druleset, drecord)
+	}
+	if len(mconv) > 0 {
+		b.Queue(`INSERT INTO messages (conversation_id, at, sender, body, event_id)
+			SELECT c, a, s, t, e FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS v(c, a, s, t, e, n) ORDER BY n`,
+			mconv, mat, msender, mbody, mevent)
+	}
+	if len(okey) > 0 {
+		b.Queue(`INSERT INTO outbox (conversation_id, order_key, key, kind, contact_id, params, asked_by, decided_at, due_at)
+			SELECT c, o, k, t, p, j, a, d, u
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+				WITH ORDINALITY AS v(c, o, k, t, p, j, a, d, u, n) ORDER BY n
+			ON CONFLICT (key) DO NOTHING`, oconv, oorder, okey, okind, ocontact, oparams, oask, oat, odue)
+	}
+	return nil
+}
+
+var _ engine.Tx = (*unit)(nil)
