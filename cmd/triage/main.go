@@ -26,6 +26,7 @@ type cli struct {
 	Replay  replayCmd  `cmd:"" help:"Evaluate a JSON Lines event file; print one decision per line."`
 	Explain explainCmd `cmd:"" help:"Show, rule by rule, why each matched or not for one event."`
 	Serve   serveCmd   `cmd:"" help:"Run the daemon: WhatsApp webhook, /v1 API, SLA timers, outbound delivery, hot reload."`
+	Migrate migrateCmd `cmd:"" help:"Create or upgrade the PostgreSQL schema (serve does it too when it starts)."`
 }
 
 // io bundles the streams a command reads and writes.

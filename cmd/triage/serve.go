@@ -22,8 +22,10 @@ import (
 
 	"github.com/triage-dev/triage/connectors/bot"
 	"github.com/triage-dev/triage/connectors/httpapi"
+	"github.com/triage-dev/triage/connectors/postgres"
 	"github.com/triage-dev/triage/connectors/slack"
 	"github.com/triage-dev/triage/connectors/whatsapp"
+	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/reload"
 	"github.com/triage-dev/triage/rules"
 	"github.com/triage-dev/triage/server"
@@ -45,6 +47,50 @@ type serveConfig struct {
 	Slack    *slackConfig    `yaml:"slack"`
 	Bot      *botConfig      `yaml:"bot"`
 	Access   []accessEntry   `yaml:"access"`
+	// Evaluation and Delivery tune the daemon; the defaults suit most.
+	Evaluation evaluationConfig `yaml:"evaluation"`
+	Delivery   deliveryConfig   `yaml:"delivery"`
+	// Poll is how often the timer and the dispatcher look for work
+	// another replica queued in the shared database.
+	Poll string `yaml:"poll"`
+}
+
+type evaluationConfig struct {
+	Shards   int `yaml:"shards"`
+	MaxBatch int `yaml:"max_batch"`
+}
+
+type deliveryConfig struct {
+	Workers     int    `yaml:"workers"`
+	Attempts    int    `yaml:"attempts"`
+	BotAttempts int    `yaml:"bot_attempts"`
+	Timeout     string `yaml:"timeout"`
+	Lease       string `yaml:"lease"`
+	Backoff     string `yaml:"backoff"`
+	MaxBackoff  string `yaml:"max_backoff"`
+	MaxPending  int    `yaml:"max_pending"`
+}
+
+// durations parses the configuration's durations, naming the bad one.
+func (c *serveConfig) durations() (poll time.Duration, r server.RetryPolicy, err error) {
+	parse := func(name, v string, into *time.Duration) {
+		if v == "" || err != nil {
+			return
+		}
+		d, e := time.ParseDuration(v)
+		if e != nil || d <= 0 {
+			err = usagef("config %s: %q is not a positive duration (like 30s or 2m)", name, v)
+			return
+		}
+		*into = d
+	}
+	parse("poll", c.Poll, &poll)
+	parse("delivery.timeout", c.Delivery.Timeout, &r.Timeout)
+	parse("delivery.lease", c.Delivery.Lease, &r.Lease)
+	parse("delivery.backoff", c.Delivery.Backoff, &r.Base)
+	parse("delivery.max_backoff", c.Delivery.MaxBackoff, &r.Max)
+	r.Attempts, r.BotAttempts = c.Delivery.Attempts, c.Delivery.BotAttempts
+	return poll, r, err
 }
 
 type whatsAppConfig struct {
@@ -182,24 +228,113 @@ func (c *serveCmd) Run(io stdio, code *int) error {
 	if c.Database != "" {
 		cfg.Database = c.Database
 	}
-	if cfg.Rules == "" {
-		return usagef("serve needs --rules DIR (or rules: in the config file)")
-	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:8080"
 	}
-	if cfg.Database != "" {
-		return usagef("PostgreSQL storage is not built yet: run without --database (and TRIAGE_DATABASE_URL) to keep state in memory")
-	}
 
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := newDaemon(ctx, cfg, log, io.err, seams{})
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return usageError{fmt.Errorf("listen: %w", err)}
+	}
+	if d.store == nil {
+		log.Warn("state is in memory: conversations, the audit log and undelivered work are lost when the process stops; give --database (or TRIAGE_DATABASE_URL) to keep them in PostgreSQL")
+	} else {
+		log.Info("state is in PostgreSQL: every acknowledged event is committed, and replicas may share the database")
+	}
+	set := d.holder.Set()
+	log.Info("triage serving", "listen", ln.Addr().String(), "rules", cfg.Rules, "version", set.Version(), "rule_count", len(set.Rules()))
+
+	// The server runs on a context of its own: ctx ends at SIGINT/SIGTERM,
+	// and Close below must still find the shards and the dispatcher
+	// running to finish what was accepted (Close stops them).
+	d.srv.Start(context.WithoutCancel(ctx))
+	go func() {
+		if err := d.holder.Watch(ctx, 200*time.Millisecond, 5*time.Second); err != nil {
+			log.Error("rule watcher stopped; SIGHUP and POST /-/reload still reload", "error", err)
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := d.srv.Reload(ctx); err != nil {
+					log.Error("reload on SIGHUP rejected", "error", err)
+				}
+			}
+		}
+	}()
+	hs := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("shutting down: finishing accepted events and deliveries")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	if err := d.srv.Close(sctx); err != nil {
+		log.Error("shutdown incomplete", "error", err)
+	}
+	return nil
+}
+
+// daemon is what serve runs, built from the configuration: the rule
+// holder, the store (nil: the server's memory), the server and its HTTP
+// surface.
+type daemon struct {
+	holder *reload.Holder
+	store  engine.Store
+	srv    *server.Server
+	api    *httpapi.Server
+	reg    *prometheus.Registry
+}
+
+func (d *daemon) close() {
+	if d.store != nil {
+		d.store.Close()
+	}
+}
+
+// seams are what tests set beyond the configuration file.
+type seams struct {
+	now           func() time.Time // the wall clock; nil is time.Now
+	slackInterval time.Duration    // the Slack client's pace per channel; 0 is its default
+}
+
+// newDaemon builds everything serve runs from cfg; rule problems are
+// written to errw one per line.
+func newDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger, errw io.Writer, sm seams) (*daemon, error) {
+	if cfg.Rules == "" {
+		return nil, usagef("serve needs --rules DIR (or rules: in the config file)")
+	}
+	poll, retry, err := cfg.durations()
+	if err != nil {
+		return nil, err
+	}
 	holder, err := reload.New(cfg.Rules, rules.Options{}, log)
 	if err != nil {
 		if es, ok := rules.AsErrors(err); ok {
 			for _, e := range es {
-				fmt.Fprintln(io.err, e.Error())
+				fmt.Fprintln(errw, e.Error())
 			}
 		}
-		return fmt.Errorf("rules in %s do not load: %w", cfg.Rules, err)
+		return nil, fmt.Errorf("rules in %s do not load: %w", cfg.Rules, err)
 	}
 	set := holder.Set()
 
@@ -212,9 +347,9 @@ func (c *serveCmd) Run(io stdio, code *int) error {
 		log.Info("no whatsapp section: replies and templates are written to the log, not sent; the webhook refuses payloads")
 	}
 	if s := cfg.Slack; s != nil {
-		sc, err := slack.New(slack.Config{Webhooks: s.Webhooks, BotToken: s.BotToken, APIURL: s.APIURL})
+		sc, err := slack.New(slack.Config{Webhooks: s.Webhooks, BotToken: s.BotToken, APIURL: s.APIURL, MinInterval: sm.slackInterval})
 		if err != nil {
-			return usageError{fmt.Errorf("config slack: %w", err)}
+			return nil, usageError{fmt.Errorf("config slack: %w", err)}
 		}
 		senders.Slack = sc
 	} else {
@@ -225,7 +360,7 @@ func (c *serveCmd) Run(io stdio, code *int) error {
 		bc.URL, bc.FAQ = b.URL, b.FAQ
 		if b.Timeout != "" {
 			if bc.Timeout, err = time.ParseDuration(b.Timeout); err != nil {
-				return usagef("config bot.timeout: %v", err)
+				return nil, usagef("config bot.timeout: %v", err)
 			}
 		}
 	} else if faq := filepath.Join(filepath.Dir(filepath.Clean(cfg.Rules)), "faq.yaml"); fileExists(faq) {
@@ -237,7 +372,7 @@ func (c *serveCmd) Run(io stdio, code *int) error {
 	if bc.URL != "" || bc.FAQ != "" {
 		b, err := bot.New(bc)
 		if err != nil {
-			return usageError{fmt.Errorf("config bot: %w", err)}
+			return nil, usageError{fmt.Errorf("config bot: %w", err)}
 		}
 		senders.Bot = botAdapter{b}
 	}
@@ -254,69 +389,32 @@ func (c *serveCmd) Run(io stdio, code *int) error {
 		log.Warn("no access entries: the /v1 API refuses every call (401); add access: entries to the config")
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	apiCfg.Registry, apiCfg.Gatherer = reg, reg
-	srv, err := server.New(server.Options{Holder: holder, Senders: senders, Registry: reg, Logger: log})
-	if err != nil {
-		return err
-	}
-	holder.OnReload = srv.Reloaded
-	api, err := httpapi.New(apiCfg, srv)
-	if err != nil {
-		return usageError{fmt.Errorf("config: %w", err)}
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return usageError{fmt.Errorf("listen: %w", err)}
-	}
-	log.Warn("state is in memory: conversations, the audit log and undelivered work are lost when the process stops (PostgreSQL storage is planned)")
-	log.Info("triage serving", "listen", ln.Addr().String(), "rules", cfg.Rules, "version", set.Version(), "rule_count", len(set.Rules()))
-
-	// The server runs on a context of its own: ctx ends at SIGINT/SIGTERM,
-	// and Close below must still find the evaluation loop and the
-	// dispatcher running to finish what was accepted (Close stops them).
-	srv.Start(context.WithoutCancel(ctx))
-	go func() {
-		if err := holder.Watch(ctx, 200*time.Millisecond, 5*time.Second); err != nil {
-			log.Error("rule watcher stopped; SIGHUP and POST /-/reload still reload", "error", err)
+	d := &daemon{holder: holder}
+	if cfg.Database != "" {
+		pg, err := postgres.Open(ctx, cfg.Database, postgres.Options{Migrate: true, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("database: %w", err)
 		}
-	}()
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := srv.Reload(ctx); err != nil {
-					log.Error("reload on SIGHUP rejected", "error", err)
-				}
-			}
-		}
-	}()
-	hs := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
+		d.store = pg
 	}
-	log.Info("shutting down: finishing accepted events and deliveries")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	_ = hs.Shutdown(sctx)
-	if err := srv.Close(sctx); err != nil {
-		log.Error("shutdown incomplete", "error", err)
+	d.reg = prometheus.NewRegistry()
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	apiCfg.Registry, apiCfg.Gatherer = d.reg, d.reg
+	d.srv, err = server.New(server.Options{
+		Holder: holder, Store: d.store, Senders: senders, Registry: d.reg, Logger: log, Now: sm.now, Poll: poll, Retry: retry,
+		Shards: cfg.Evaluation.Shards, MaxBatch: cfg.Evaluation.MaxBatch,
+		Workers: cfg.Delivery.Workers, MaxPending: cfg.Delivery.MaxPending,
+	})
+	if err != nil {
+		d.close()
+		return nil, err
 	}
-	return nil
+	holder.OnReload = d.srv.Reloaded
+	if d.api, err = httpapi.New(apiCfg, d.srv); err != nil {
+		d.close()
+		return nil, usageError{fmt.Errorf("config: %w", err)}
+	}
+	return d, nil
 }
 
 // outboundHTTP is the WhatsApp connector's HTTP client. The dispatcher

@@ -26,18 +26,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/triage-dev/triage/connectors/bot"
 	"github.com/triage-dev/triage/connectors/bot/bottest"
 	"github.com/triage-dev/triage/connectors/httpapi"
-	"github.com/triage-dev/triage/connectors/slack"
+	"github.com/triage-dev/triage/connectors/postgres/pgtest"
 	"github.com/triage-dev/triage/connectors/slack/slacktest"
 	"github.com/triage-dev/triage/connectors/whatsapp"
 	"github.com/triage-dev/triage/connectors/whatsapp/whatsapptest"
 	"github.com/triage-dev/triage/reload"
-	"github.com/triage-dev/triage/rules"
 	"github.com/triage-dev/triage/schemas"
 	"github.com/triage-dev/triage/server"
 )
@@ -98,6 +94,8 @@ type stackOptions struct {
 	// Answered, when set, receives a value each time the fake Cloud API
 	// has answered a request: the benchmark's end-to-end clock.
 	Answered chan<- struct{}
+	// Database is a PostgreSQL URL; empty keeps state in memory.
+	Database string
 }
 
 // serveStack is one daemon with its fakes.
@@ -201,75 +199,35 @@ func newServeStack(tb testing.TB, o stackOptions) *serveStack {
 		tb.Fatalf("stackOptions.Bot %q", o.Bot)
 	}
 
-	// From here on, serveCmd.Run's wiring, step by step.
-	holder, err := reload.New(cfg.Rules, rules.Options{}, log)
-	if err != nil {
-		tb.Fatalf("rules: %v", err)
+	cfg.Database = o.Database
+	if o.Database == freshSchema {
+		cfg.Database = pgtest.Schema(tb)
 	}
-	st.holder = holder
-	set := holder.Set()
-
-	var senders server.Senders
-	apiCfg := httpapi.Config{Logger: log}
-	w := cfg.WhatsApp
-	senders.WhatsApp = &whatsapp.Client{BaseURL: w.APIURL, PhoneNumberID: w.PhoneNumberID, Token: w.AccessToken, HTTP: outboundHTTP()}
-	apiCfg.WhatsApp = httpapi.WhatsAppConfig{AppSecret: w.AppSecret, VerifyToken: w.VerifyToken, BusinessNumber: w.PhoneNumberID}
-	sc, err := slack.New(slack.Config{Webhooks: cfg.Slack.Webhooks, BotToken: cfg.Slack.BotToken, APIURL: cfg.Slack.APIURL,
-		MinInterval: o.SlackInterval})
-	if err != nil {
-		tb.Fatalf("slack: %v", err)
-	}
-	senders.Slack = sc
-	bc := bot.Config{}
-	if b := cfg.Bot; b != nil {
-		bc.URL, bc.FAQ = b.URL, b.FAQ
-		if b.Timeout != "" {
-			if bc.Timeout, err = time.ParseDuration(b.Timeout); err != nil {
-				tb.Fatal(err)
-			}
+	cfg.Delivery.Workers = o.Workers
+	cfg.Delivery.Attempts, cfg.Delivery.BotAttempts = o.Retry.Attempts, o.Retry.BotAttempts
+	for _, d := range []struct {
+		into *string
+		v    time.Duration
+	}{{&cfg.Delivery.Backoff, o.Retry.Base}, {&cfg.Delivery.MaxBackoff, o.Retry.Max}, {&cfg.Delivery.Timeout, o.Retry.Timeout}, {&cfg.Delivery.Lease, o.Retry.Lease}} {
+		if d.v > 0 {
+			*d.into = d.v.String()
 		}
-	} else if faq := filepath.Join(filepath.Dir(filepath.Clean(cfg.Rules)), "faq.yaml"); o.Bot == "" && fileExists(faq) {
-		bc.FAQ = faq
 	}
-	if bc.URL != "" || bc.FAQ != "" {
-		b, err := bot.New(bc)
-		if err != nil {
-			tb.Fatalf("bot: %v", err)
-		}
-		senders.Bot = botAdapter{b}
-	}
-	for _, a := range cfg.Access {
-		teams := a.Teams
-		if a.Role == "agent" && len(teams) == 0 {
-			if ag := set.Agent(a.Agent); ag != nil {
-				teams = []string{ag.Team}
-			}
-		}
-		apiCfg.Access = append(apiCfg.Access, httpapi.Access{Name: a.Name, Token: a.Token, Role: a.Role, Agent: a.Agent, Teams: teams})
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	apiCfg.Registry, apiCfg.Gatherer = reg, reg
-	// Departures from serve.go, all test seams of server.Options: the
-	// wall clock (see stackOptions.Clock), the retry policy and the
-	// number of outbox workers.
+	// serve.go's wiring, with two seams: the wall clock (see
+	// stackOptions.Clock) and the Slack client's pace.
 	start := time.Now()
 	now := func() time.Time { return o.Clock.Add(time.Since(start)) }
 	if o.FixedClock {
 		now = func() time.Time { return o.Clock }
 	}
-	srv, err := server.New(server.Options{Holder: holder, Senders: senders, Registry: reg, Logger: log,
-		Now: now, Retry: o.Retry, Workers: o.Workers})
+	d, err := newDaemon(context.Background(), cfg, log, io.Discard, seams{now: now, slackInterval: o.SlackInterval})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st.srv = srv
-	holder.OnReload = srv.Reloaded
-	api, err := httpapi.New(apiCfg, srv)
-	if err != nil {
-		tb.Fatalf("httpapi: %v", err)
-	}
+	tb.Cleanup(d.close)
+	srv, holder := d.srv, d.holder
+	st.srv, st.holder = srv, holder
+	api := d.api
 
 	ctx, cancel := context.WithCancel(context.Background())
 	srv.Start(context.WithoutCancel(ctx))
@@ -296,6 +254,20 @@ func newServeStack(tb testing.TB, o stackOptions) *serveStack {
 	})
 	return st
 }
+
+// eachStore runs an end-to-end test with state in memory and in
+// PostgreSQL (each stack on a schema of its own; skipped, loudly, without
+// a server).
+func eachStore(t *testing.T, test func(t *testing.T, db string)) {
+	t.Run("memory", func(t *testing.T) { test(t, "") })
+	t.Run("postgres", func(t *testing.T) {
+		pgtest.URL(t)
+		test(t, freshSchema)
+	})
+}
+
+// freshSchema, as stackOptions.Database, gives the stack a new schema.
+const freshSchema = "fresh-schema"
 
 // do sends one request to the daemon; token "" sends no Authorization.
 func (s *serveStack) do(tb testing.TB, method, path, token string, body []byte) (int, []byte) {
@@ -524,9 +496,11 @@ func faqAnswer(tb testing.TB, q string) string {
 
 // The four seed patterns of the examples, each from a signed webhook to the
 // request the fakes received.
-func TestServeE2ESeedPatterns(t *testing.T) {
+func TestServeE2ESeedPatterns(t *testing.T) { eachStore(t, testServeE2ESeedPatterns) }
+
+func testServeE2ESeedPatterns(t *testing.T, db string) {
 	t.Run("confident answer from the built-in FAQ bot is relayed", func(t *testing.T) {
-		s := newServeStack(t, stackOptions{}) // no bot section: faq.yaml beside the rules, as serve.go does
+		s := newServeStack(t, stackOptions{Database: db}) // no bot section: faq.yaml beside the rules, as serve.go does
 		s.customer(t, "447700900001", "Sam Lee", "wamid.faq1", "What are your opening hours?", e2eMonday)
 		got := s.waitSent(t, "447700900001", 1)
 		equal(t, "sent", got, []string{faqAnswer(t, "What are your opening hours?")})
@@ -541,7 +515,7 @@ func TestServeE2ESeedPatterns(t *testing.T) {
 	})
 
 	t.Run("confident answer from an HTTP bot is relayed word for word", func(t *testing.T) {
-		s := newServeStack(t, stackOptions{Bot: "fake"})
+		s := newServeStack(t, stackOptions{Database: db, Bot: "fake"})
 		s.bot.Answer("What are your opening hours?", bot.Answer{Text: "We're open 9 to 6, Monday to Saturday.", Confidence: 0.92, Topic: "opening_hours", Resolved: true})
 		s.customer(t, "447700900002", "Sam Lee", "wamid.http1", "What are your opening hours?", e2eMonday)
 		equal(t, "sent", s.waitSent(t, "447700900002", 1), []string{"We're open 9 to 6, Monday to Saturday."})
@@ -552,7 +526,7 @@ func TestServeE2ESeedPatterns(t *testing.T) {
 	})
 
 	t.Run("low confidence: the bot says it is not sure and names the teammate", func(t *testing.T) {
-		s := newServeStack(t, stackOptions{Bot: "fake"})
+		s := newServeStack(t, stackOptions{Database: db, Bot: "fake"})
 		const q = "Can I change the delivery address on an order that already shipped?"
 		s.bot.Answer(q, bot.Answer{Text: "Possibly, via the app?", Confidence: 0.41})
 		s.customer(t, "447700900003", "Sam Lee", "wamid.low1", q, e2eMonday)
@@ -567,7 +541,7 @@ func TestServeE2ESeedPatterns(t *testing.T) {
 	})
 
 	t.Run("asking for someone reaches a named person at once", func(t *testing.T) {
-		s := newServeStack(t, stackOptions{Bot: "fake"})
+		s := newServeStack(t, stackOptions{Database: db, Bot: "fake"})
 		s.customer(t, "919800000001", "Priya", "wamid.human1", "Can I speak to someone?", e2eMonday)
 		equal(t, "sent", s.waitSent(t, "919800000001", 1), []string{
 			"Of course. I'm bringing in Anita from our team; they'll reply within 5 minutes.",
@@ -588,7 +562,7 @@ func TestServeE2ESeedPatterns(t *testing.T) {
 	})
 
 	t.Run("refund and urgent: a Slack ping and an acknowledgement", func(t *testing.T) {
-		s := newServeStack(t, stackOptions{Bot: "fake"})
+		s := newServeStack(t, stackOptions{Database: db, Bot: "fake"})
 		s.customer(t, "919812345678", "Arjun", "wamid.refund1", "I'd like a refund for order 1234", e2eMonday)
 		s.customer(t, "919812345679", "Arjun", "wamid.urgent1", "My card was charged twice, help, it's an EMERGENCY", e2eMonday.Add(time.Second))
 
@@ -623,7 +597,7 @@ func TestServeE2ESeedPatterns(t *testing.T) {
 	})
 
 	t.Run("three bot turns, then the fourth message is handed over", func(t *testing.T) {
-		s := newServeStack(t, stackOptions{Bot: "fake"})
+		s := newServeStack(t, stackOptions{Database: db, Bot: "fake"})
 		s.bot.Answer("My app keeps logging me out", bot.Answer{Text: "Try updating the app.", Confidence: 0.8})
 		s.bot.Answer("Already did", bot.Answer{Text: "Try clearing the cache.", Confidence: 0.75})
 		s.bot.Answer("Still happening", bot.Answer{Text: "Try reinstalling.", Confidence: 0.7})
@@ -657,8 +631,10 @@ func TestServeE2ESeedPatterns(t *testing.T) {
 
 // Webhooks that fail a check are refused with the right status, and
 // nothing of them is stored or sent.
-func TestServeE2EWebhookRejections(t *testing.T) {
-	s := newServeStack(t, stackOptions{Bot: "fake"})
+func TestServeE2EWebhookRejections(t *testing.T) { eachStore(t, testServeE2EWebhookRejections) }
+
+func testServeE2EWebhookRejections(t *testing.T, db string) {
+	s := newServeStack(t, stackOptions{Database: db, Bot: "fake"})
 	body := whatsapptest.TextWebhook(e2ePhoneID, "15550000001", "Mallory", "wamid.forged1", "Can I speak to someone?", e2eMonday)
 	tampered := bytes.Replace(body, []byte("speak to someone"), []byte("speak to the boss"), 1)
 	huge := whatsapptest.TextWebhook(e2ePhoneID, "15550000002", "Mallory", "wamid.huge1",
@@ -735,7 +711,9 @@ func TestServeE2EWebhookRejections(t *testing.T) {
 }
 
 // Meta delivers a webhook twice: one decision, one answer.
-func TestServeE2EDuplicateDelivery(t *testing.T) {
+func TestServeE2EDuplicateDelivery(t *testing.T) { eachStore(t, testServeE2EDuplicateDelivery) }
+
+func testServeE2EDuplicateDelivery(t *testing.T, db string) {
 	payload := whatsapptest.Fixture("meta_docs_inbound_text.json")
 	// The fixture's README gives this test vector: the signature is over
 	// the exact bytes.
@@ -743,7 +721,7 @@ func TestServeE2EDuplicateDelivery(t *testing.T) {
 		t.Fatalf("signature of the fixture: %s", got)
 	}
 	at := time.Unix(1749416383, 0).UTC() // the fixture's timestamp
-	s := newServeStack(t, stackOptions{Bot: "fake", Clock: at})
+	s := newServeStack(t, stackOptions{Database: db, Bot: "fake", Clock: at})
 	s.bot.Answer("Does it come in another color?", bot.Answer{Text: "It comes in black, navy and forest green.", Confidence: 0.9})
 	s.bot.Answer("Thanks!", bot.Answer{Text: "You're welcome!", Confidence: 0.95})
 	const wa = "16505551234"
@@ -778,8 +756,10 @@ func TestServeE2EDuplicateDelivery(t *testing.T) {
 
 // The Cloud API fails for a while (server errors, then rate limits with
 // Retry-After): every message still arrives, once, in order per customer.
-func TestServeE2EWhatsAppOutage(t *testing.T) {
-	s := newServeStack(t, stackOptions{Bot: "fake",
+func TestServeE2EWhatsAppOutage(t *testing.T) { eachStore(t, testServeE2EWhatsAppOutage) }
+
+func testServeE2EWhatsAppOutage(t *testing.T, db string) {
+	s := newServeStack(t, stackOptions{Database: db, Bot: "fake",
 		Retry: server.RetryPolicy{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 50}})
 	s.wa.FailNext(3, whatsapptest.MetaError(whatsapptest.CodeServiceError))
 	s.wa.FailNext(1, whatsapptest.Reply{Status: http.StatusBadGateway, Body: []byte("<html>502 Bad Gateway</html>")})
@@ -843,7 +823,11 @@ func TestServeE2EWhatsAppOutage(t *testing.T) {
 // A customer who writes again while the bot's earlier work is still
 // queued gets an answer to each message, not the last one answered twice.
 func TestServeE2EEachMessageGetsItsOwnAnswer(t *testing.T) {
-	s := newServeStack(t, stackOptions{Bot: "fake",
+	eachStore(t, testServeE2EEachMessageGetsItsOwnAnswer)
+}
+
+func testServeE2EEachMessageGetsItsOwnAnswer(t *testing.T, db string) {
+	s := newServeStack(t, stackOptions{Database: db, Bot: "fake",
 		Retry: server.RetryPolicy{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 20000}})
 	qs := []string{"What are your opening hours?", "Do you ship to Canada?", "Can I pay with PayPal?"}
 	as := []string{"9 to 6, Monday to Saturday.", "Yes, in 5 to 10 working days.", "Yes, PayPal works."}
@@ -885,7 +869,11 @@ func TestServeE2EEachMessageGetsItsOwnAnswer(t *testing.T) {
 // for #support-urgent than the dispatcher has worker slots, and a FAQ
 // answer to someone else still goes out at once.
 func TestServeE2ESlackPacingDoesNotHoldUpReplies(t *testing.T) {
-	s := newServeStack(t, stackOptions{Bot: "faq", SlackInterval: time.Millisecond,
+	eachStore(t, testServeE2ESlackPacingDoesNotHoldUpReplies)
+}
+
+func testServeE2ESlackPacingDoesNotHoldUpReplies(t *testing.T, db string) {
+	s := newServeStack(t, stackOptions{Database: db, Bot: "faq", SlackInterval: time.Millisecond,
 		Retry: server.RetryPolicy{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}})
 	// The first ping is told to come back in a second: the channel's
 	// later posts wait for it.
@@ -915,8 +903,10 @@ func TestServeE2ESlackPacingDoesNotHoldUpReplies(t *testing.T) {
 }
 
 // /v1/events with each role, and what each role may read.
-func TestServeE2EEventsAPIAndRoles(t *testing.T) {
-	s := newServeStack(t, stackOptions{Bot: "fake"})
+func TestServeE2EEventsAPIAndRoles(t *testing.T) { eachStore(t, testServeE2EEventsAPIAndRoles) }
+
+func testServeE2EEventsAPIAndRoles(t *testing.T, db string) {
+	s := newServeStack(t, stackOptions{Database: db, Bot: "fake"})
 	at := e2eMonday.Format(time.RFC3339)
 	post := func(token, body string) (int, string) {
 		code, ans := s.do(t, http.MethodPost, "/v1/events", token, []byte(body))
@@ -1031,7 +1021,11 @@ func TestServeE2EEventsAPIAndRoles(t *testing.T) {
 // Deadlines that pass between two events fire before the later event, and
 // the audit log lists them in that order (newest last).
 func TestServeE2EDecisionsInEvaluationOrder(t *testing.T) {
-	s := newServeStack(t, stackOptions{Bot: "fake"})
+	eachStore(t, testServeE2EDecisionsInEvaluationOrder)
+}
+
+func testServeE2EDecisionsInEvaluationOrder(t *testing.T, db string) {
+	s := newServeStack(t, stackOptions{Database: db, Bot: "fake"})
 	const wa = "919800000031"
 	s.customer(t, wa, "Meera", "wamid.sla1", "agent please", e2eMonday)
 	s.waitSent(t, wa, 1)
@@ -1061,7 +1055,9 @@ func TestServeE2EDecisionsInEvaluationOrder(t *testing.T) {
 
 // A broken rule edit is refused by POST /-/reload and the last good set
 // keeps serving; the fixed edit is taken.
-func TestServeE2EReload(t *testing.T) {
+func TestServeE2EReload(t *testing.T) { eachStore(t, testServeE2EReload) }
+
+func testServeE2EReload(t *testing.T, db string) {
 	dir := t.TempDir()
 	files, err := filepath.Glob(filepath.Join(e2eExampleRules, "*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -1074,7 +1070,7 @@ func TestServeE2EReload(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(dir, filepath.Base(f)), b)
 	}
-	s := newServeStack(t, stackOptions{Rules: dir, Bot: "fake", Watch: true})
+	s := newServeStack(t, stackOptions{Database: db, Rules: dir, Bot: "fake", Watch: true})
 	s.bot.Default(bot.Answer{Text: "Maybe try restarting it.", Confidence: 0.7})
 	v1 := s.rulesStatus(t)
 	if !v1.OK || v1.Rules == 0 {
