@@ -820,6 +820,56 @@ func testServeE2EWhatsAppOutage(t *testing.T, db string) {
 	equal(t, "outbound statuses", out, []string{"sent", "sent", "sent"})
 }
 
+// Slack fails for a while (500s, then a 429 with Retry-After): every ping
+// still reaches the channel once it recovers, in the order the decisions
+// made them, no sooner after the 429 than Slack asked; the customers'
+// acknowledgements do not wait for it.
+func TestServeE2ESlackOutage(t *testing.T) { eachStore(t, testServeE2ESlackOutage) }
+
+func testServeE2ESlackOutage(t *testing.T, db string) {
+	s := newServeStack(t, stackOptions{Database: db, Bot: "fake", SlackInterval: time.Millisecond,
+		Retry: server.RetryPolicy{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 50}})
+	s.slack.ScriptChannel("#support-urgent",
+		slacktest.WebhookError(http.StatusInternalServerError, "internal_error"),
+		slacktest.WebhookError(http.StatusBadGateway, "bad gateway"),
+		slacktest.RateLimited(time.Second))
+	const customers = 4
+	var want []string
+	for i := range customers {
+		wa := fmt.Sprintf("91980002%04d", i)
+		text := fmt.Sprintf("my payment page is broken, urgent %d", i)
+		s.customer(t, wa, "Asha", fmt.Sprintf("wamid.slack.%d", i), text, e2eMonday.Add(time.Duration(i)*time.Second))
+		want = append(want, "Urgent from Asha: "+text)
+	}
+	for i := range customers {
+		s.waitSent(t, fmt.Sprintf("91980002%04d", i), 1)
+	}
+	eventually(t, "every urgent ping", func() (bool, string) {
+		got := s.slackTexts("#support-urgent")
+		return len(got) == customers, fmt.Sprintf("delivered %q", got)
+	})
+	equal(t, "pings, in order", s.slackTexts("#support-urgent"), want)
+	reqs := s.slack.Requests()
+	failed := 0
+	for i, r := range reqs {
+		if r.Delivered {
+			continue
+		}
+		failed++
+		if r.Status == http.StatusTooManyRequests && i+1 < len(reqs) {
+			if gap := reqs[i+1].At.Sub(r.At); gap < 900*time.Millisecond {
+				t.Errorf("posted again %v after a Retry-After of 1 s", gap)
+			}
+		}
+	}
+	if failed != 3 {
+		t.Errorf("%d failed posts, want the 3 scripted", failed)
+	}
+	if got := s.metric(t, `triage_outbound_deliveries_total{connector="slack",result="retry"}`); got != 3 {
+		t.Errorf("slack retries counted: %v, want 3", got)
+	}
+}
+
 // A customer who writes again while the bot's earlier work is still
 // queued gets an answer to each message, not the last one answered twice.
 func TestServeE2EEachMessageGetsItsOwnAnswer(t *testing.T) {
