@@ -702,8 +702,11 @@ func (p *pass) drain() {
 	}
 	sh := p.shared()
 	// A waiting conversation found nobody eligible when it was queued, so
-	// only freed capacity, a changed status or a new rule set can help it.
-	if !sh.freed && sh.drainedWith == p.set && (p.conv == nil || !p.conv.queued) {
+	// only freed capacity, a changed status or a new rule set can help it;
+	// or, for this pass's own waiting conversation, an agent freed while
+	// another unit skipped it. That is rare, so the queue is walked only
+	// when someone could take this one now.
+	if !sh.freed && sh.drainedWith == p.set && (p.conv == nil || !p.conv.queued || !p.takerFor(sh, p.conv)) {
 		return
 	}
 	sh.freed, sh.drainedWith = false, p.set
@@ -744,6 +747,20 @@ func (p *pass) drain() {
 			p.d.Assignments = append(p.d.Assignments, schemas.Assignment{Conversation: c.ID, Agent: a.ID, Team: team.Name})
 		}
 	}
+}
+
+// takerFor reports whether an agent could take a waiting conversation now.
+func (p *pass) takerFor(sh *Shared, c *Conv) bool {
+	ts, team := sh.teams[c.Team], p.set.Team(c.Team)
+	if ts == nil || team == nil {
+		return false
+	}
+	for _, q := range ts.Queue {
+		if q.Conversation == c.ID {
+			return p.pick(team, q.Request) != nil
+		}
+	}
+	return false
 }
 
 var _ actions.Context = (*pass)(nil)

@@ -38,11 +38,13 @@ type MemoryStore struct {
 	due   dueHeap              // conversations by next SLA deadline; stale entries are skipped
 	dueAt map[string]time.Time // each conversation's indexed deadline
 
-	items  map[int64]*memItem
-	queues map[string][]int64 // pending items of each order key, oldest first
-	byConv map[string][]int64
-	dead   []int64
-	nextID int64
+	items   map[int64]*memItem
+	queues  map[string][]int64 // pending items of each order key, oldest first
+	ready   readyHeap          // the first item of each key, by when it may be claimed; stale entries are skipped
+	pending int
+	byConv  map[string][]int64
+	dead    []int64
+	nextID  int64
 }
 
 type convLock struct {
@@ -58,6 +60,72 @@ type msgRef struct {
 type memItem struct {
 	OutboxItem
 	leased time.Time // leased until
+}
+
+// readyEntry says that an item, first of its order key, may be claimed at
+// at: its due time, or the end of its lease.
+type readyEntry struct {
+	at time.Time
+	id int64
+}
+
+type readyHeap []readyEntry
+
+func (h readyHeap) Len() int { return len(h) }
+func (h readyHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].id < h[j].id
+}
+func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *readyHeap) Push(x any)   { *h = append(*h, x.(readyEntry)) }
+func (h *readyHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// readyAt is when an item may be claimed, if it is first of its key.
+func (it *memItem) readyAt() time.Time {
+	if it.leased.After(it.Due) {
+		return it.leased
+	}
+	return it.Due
+}
+
+// fresh reports whether a ready entry still describes its item: pending,
+// first of its key, and ready when the entry says; called with mu held.
+func (s *MemoryStore) fresh(e readyEntry) (*memItem, bool) {
+	it := s.items[e.id]
+	if it == nil || it.Result != schemas.DeliveryPending {
+		return nil, false
+	}
+	q := s.queues[it.Order]
+	return it, len(q) > 0 && q[0] == e.id && it.readyAt().Equal(e.at)
+}
+
+// offer files the first item of an order key as ready; called with mu
+// held.
+func (s *MemoryStore) offer(order string) {
+	if q := s.queues[order]; len(q) > 0 {
+		it := s.items[q[0]]
+		heap.Push(&s.ready, readyEntry{at: it.readyAt(), id: it.ID})
+	}
+}
+
+// topReady drops stale entries and returns the earliest fresh one;
+// called with mu held.
+func (s *MemoryStore) topReady() (readyEntry, *memItem, bool) {
+	for len(s.ready) > 0 {
+		e := s.ready[0]
+		if it, ok := s.fresh(e); ok {
+			return e, it, true
+		}
+		heap.Pop(&s.ready)
+	}
+	return readyEntry{}, nil, false
 }
 
 type dueEntry struct {
@@ -317,27 +385,18 @@ func (s *MemoryStore) QueueLengths(context.Context) (map[string]int, error) {
 func (s *MemoryStore) Claim(_ context.Context, now time.Time, limit int, lease time.Duration) ([]OutboxItem, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var heads []*memItem
-	for _, q := range s.queues {
-		it := s.items[q[0]]
-		if !it.Due.After(now) && !it.leased.After(now) {
-			heads = append(heads, it)
+	var out []OutboxItem
+	for len(out) < limit {
+		e, it, ok := s.topReady()
+		if !ok || e.at.After(now) {
+			break
 		}
-	}
-	sort.Slice(heads, func(i, j int) bool {
-		if !heads[i].Due.Equal(heads[j].Due) {
-			return heads[i].Due.Before(heads[j].Due)
-		}
-		return heads[i].ID < heads[j].ID
-	})
-	if len(heads) > limit {
-		heads = heads[:limit]
-	}
-	out := make([]OutboxItem, len(heads))
-	for i, it := range heads {
+		heap.Pop(&s.ready)
 		it.leased = now.Add(lease)
 		it.Attempts++
-		out[i] = it.OutboxItem
+		// Claimable again if the lease runs out undelivered.
+		heap.Push(&s.ready, readyEntry{at: it.readyAt(), id: it.ID})
+		out = append(out, it.OutboxItem)
 	}
 	return out, nil
 }
@@ -363,6 +422,7 @@ func (s *MemoryStore) pendingItem(item OutboxItem) (*memItem, error) {
 // held.
 func (s *MemoryStore) finish(it *memItem, result string, at time.Time, cause string) {
 	it.Result, it.Done, it.Error, it.leased = result, at, cause, time.Time{}
+	s.pending--
 	q := s.queues[it.Order]
 	if i := slices.Index(q, it.ID); i >= 0 {
 		q = slices.Delete(q, i, i+1)
@@ -371,6 +431,7 @@ func (s *MemoryStore) finish(it *memItem, result string, at time.Time, cause str
 		delete(s.queues, it.Order)
 	} else {
 		s.queues[it.Order] = q
+		s.offer(it.Order)
 	}
 }
 
@@ -413,6 +474,7 @@ func (s *MemoryStore) Retry(_ context.Context, item OutboxItem, due time.Time, c
 		return err
 	}
 	it.Due, it.Error, it.leased = due, cause, time.Time{}
+	s.offer(it.Order)
 	return nil
 }
 
@@ -433,17 +495,9 @@ func (s *MemoryStore) Dead(_ context.Context, item OutboxItem, at time.Time, cau
 func (s *MemoryStore) Outbound(context.Context) (OutboundStats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := OutboundStats{Dead: len(s.dead)}
-	for _, q := range s.queues {
-		st.Pending += len(q)
-		it := s.items[q[0]]
-		next := it.Due
-		if it.leased.After(next) {
-			next = it.leased
-		}
-		if st.NextDue.IsZero() || next.Before(st.NextDue) {
-			st.NextDue = next
-		}
+	st := OutboundStats{Dead: len(s.dead), Pending: s.pending}
+	if e, _, ok := s.topReady(); ok {
+		st.NextDue = e.at
 	}
 	return st, nil
 }
@@ -673,6 +727,10 @@ func (tx *memTx) Commit(context.Context) error {
 			}
 			s.items[it.ID] = it
 			s.queues[it.Order] = append(s.queues[it.Order], it.ID)
+			s.pending++
+			if len(s.queues[it.Order]) == 1 {
+				s.offer(it.Order)
+			}
 			if it.Conversation != "" {
 				s.byConv[it.Conversation] = append(s.byConv[it.Conversation], it.ID)
 			}

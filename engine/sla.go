@@ -329,11 +329,24 @@ func (c *Conv) pending() []deadline {
 // has not fired falls. A store keeps it with the conversation, so that
 // its timer finds the conversations due without asking every one.
 func (c *Conv) NextDeadline() (time.Time, bool) {
-	p := c.pending()
-	if len(p) == 0 {
-		return time.Time{}, false
+	// pending's rules, without its slice: a store asks at every commit.
+	var next time.Time
+	consider := func(at time.Time) {
+		if !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
 	}
-	return p[0].at, true
+	for i := range c.sla.clocks {
+		k := &c.sla.clocks[i]
+		if !k.running || k.breached {
+			continue
+		}
+		if !k.warned {
+			consider(k.warnAt)
+		}
+		consider(k.due)
+	}
+	return next, !next.IsZero()
 }
 
 // event is the sla.warning or sla.breached event a deadline fires as. Its
@@ -367,10 +380,10 @@ func (e *Engine) FireDueIn(st State, set *rules.Set, conv string, until time.Tim
 		if c == nil {
 			return out, nil
 		}
-		due := c.pending()
-		if len(due) == 0 || due[0].at.After(until) {
-			return out, nil
+		if next, ok := c.NextDeadline(); !ok || next.After(until) {
+			return out, nil // the common case, without pending's slice
 		}
+		due := c.pending()
 		ev := due[0].event()
 		d, err := e.Eval(st, set, &ev)
 		if err != nil {

@@ -154,11 +154,13 @@ func (d *dispatcher) kick() {
 
 // maxInflight bounds the items claimed and not yet finished: the workers'
 // sends plus Slack posts, which wait for their channel's pace instead.
-func (d *dispatcher) maxInflight() int { return d.s.opts.Workers + 16 }
+func (d *dispatcher) maxInflight() int { return 256 }
 
 func (d *dispatcher) run(ctx context.Context) {
 	defer d.wg.Wait()
 	failures := 0
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
 	for ctx.Err() == nil {
 		full, err := d.claim(ctx)
 		if err != nil {
@@ -176,16 +178,23 @@ func (d *dispatcher) run(ctx context.Context) {
 		if d.s.memory {
 			wait = time.Hour // only this process adds work, and it kicks
 		}
-		if st, ok := d.stats(ctx); ok && !st.NextDue.IsZero() {
+		st, counted := d.stats(ctx)
+		// With every slot taken, what is due waits for a delivery to end,
+		// which kicks: waking for it now would find no room and spin.
+		if counted && !st.NextDue.IsZero() && d.inflight.Load() < int64(d.maxInflight()) {
 			wait = min(wait, max(0, st.NextDue.Sub(d.s.now())))
 		}
-		t := time.NewTimer(wait)
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 		case <-d.wake:
-			t.Stop()
 		case <-t.C:
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
 		}
 	}
 }
@@ -263,19 +272,9 @@ func (d *dispatcher) deliver(ctx context.Context, it engine.OutboxItem) {
 		d.kick()
 	}()
 	connector := connectorOf(it.Kind)
-	// Slack takes no worker slot: its client paces each channel itself (a
-	// second or more between posts), and waiting for a channel's turn
-	// must not hold up every customer's messages.
-	if it.Kind != schemas.OutboundNotify {
-		select {
-		case d.sem <- struct{}{}:
-		case <-ctx.Done():
-			return // stopping: the lease runs out and the item is claimed again
-		}
-	}
 	sent, err := d.send(ctx, it)
-	if it.Kind != schemas.OutboundNotify {
-		<-d.sem
+	if errors.Is(err, errStopping) {
+		return // the lease runs out and the item is claimed again
 	}
 	// The attempt is over: what it did is recorded even while stopping.
 	rctx := context.WithoutCancel(ctx)
@@ -306,6 +305,24 @@ func (d *dispatcher) deliver(ctx context.Context, it engine.OutboxItem) {
 		// least once.
 		d.s.log.Error("recording a delivery's result failed", "key", it.Key, "error", err)
 	}
+}
+
+// errStopping says an attempt did not start: the server is stopping.
+var errStopping = errors.New("stopping")
+
+// slot runs a WhatsApp send or a bot question holding one of the worker
+// slots that bound them. Slack takes none: its client paces each channel
+// itself (a second or more between posts), and waiting for a channel's
+// turn must not hold up every customer's messages. Nor does evaluating
+// the bot's answer: it waits for its shard, not for the bot.
+func (d *dispatcher) slot(ctx context.Context, call func() error) error {
+	select {
+	case d.sem <- struct{}{}:
+	case <-ctx.Done():
+		return errStopping
+	}
+	defer func() { <-d.sem }()
+	return call()
 }
 
 func connectorOf(kind string) string {
@@ -339,7 +356,11 @@ func (d *dispatcher) send(ctx context.Context, it engine.OutboxItem) (sent *sche
 			log.Info("outbound reply (no whatsapp configured: logged, not sent)", "to", it.Contact, "conversation", it.Conversation, "text", text, "key", it.Key)
 			return message(text, ""), nil
 		}
-		id, err := d.senders.WhatsApp.SendText(ctx, it.Contact, text, it.Key)
+		var id string
+		err := d.slot(ctx, func() (err error) {
+			id, err = d.senders.WhatsApp.SendText(ctx, it.Contact, text, it.Key)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -356,7 +377,11 @@ func (d *dispatcher) send(ctx context.Context, it engine.OutboxItem) (sent *sche
 			log.Info("outbound template (no whatsapp configured: logged, not sent)", "to", it.Contact, "name", name, "language", lang, "params", params, "key", it.Key)
 			return message("template "+name, ""), nil
 		}
-		id, err := d.senders.WhatsApp.SendTemplate(ctx, it.Contact, name, lang, params, it.Key)
+		var id string
+		err := d.slot(ctx, func() (err error) {
+			id, err = d.senders.WhatsApp.SendTemplate(ctx, it.Contact, name, lang, params, it.Key)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -404,11 +429,13 @@ func (d *dispatcher) askBot(ctx context.Context, it engine.OutboxItem) error {
 	if d.senders.Bot == nil {
 		d.s.log.Info("no bot configured: answering not confident so the rules escalate", "conversation", it.Conversation)
 	} else {
-		a, err := d.senders.Bot.AskBot(ctx, q)
+		err := d.slot(ctx, func() (err error) {
+			ans, err = d.senders.Bot.AskBot(ctx, q)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		ans = a
 	}
 	return d.answer(ctx, it, ans)
 }
