@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/triage-dev/triage/actions"
 	"github.com/triage-dev/triage/schemas"
 )
 
@@ -16,8 +17,18 @@ type convRecord struct {
 	Conversation      schemas.Conversation `json:"conversation"`
 	Notes             []Note               `json:"notes,omitempty"`
 	Queued            bool                 `json:"queued,omitempty"`
+	WaitTeam          string               `json:"wait_team,omitempty"`
+	WaitRequest       *waitRequest         `json:"wait_request,omitempty"`
 	WindowClosedAfter time.Time            `json:"window_closed_after,omitzero"`
 	SLA               slaRecord            `json:"sla_clocks,omitzero"`
+}
+
+type waitRequest struct {
+	Agent    string   `json:"agent,omitempty"`
+	Strategy string   `json:"strategy,omitempty"`
+	Skills   []string `json:"skills,omitempty"`
+	Language string   `json:"language,omitempty"`
+	Team     string   `json:"team,omitempty"`
 }
 
 type slaRecord struct {
@@ -45,6 +56,11 @@ type clockRecord struct {
 // a store to save; UnmarshalConv reads it back.
 func MarshalConv(c *Conv) ([]byte, error) {
 	r := convRecord{Conversation: c.Conversation, Notes: c.Notes, Queued: c.queued, WindowClosedAfter: c.windowClosedAfter}
+	if c.queued {
+		q := c.waitReq
+		r.WaitTeam = c.waitTeam
+		r.WaitRequest = &waitRequest{Team: q.Team, Agent: q.Agent, Strategy: q.Strategy, Skills: q.Skills, Language: q.Language}
+	}
 	r.SLA = slaRecord{FRDone: c.sla.frDone, NRArmed: c.sla.nrArmed, Policy: c.sla.policy}
 	for i, k := range c.sla.clocks {
 		cr := clockRecord{Started: k.started, Running: k.running, Stopped: k.stopped, Since: k.since, Gen: k.gen,
@@ -63,7 +79,10 @@ func UnmarshalConv(data []byte) (*Conv, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("decode conversation: %w", err)
 	}
-	c := &Conv{Conversation: r.Conversation, Notes: r.Notes, queued: r.Queued, windowClosedAfter: r.WindowClosedAfter}
+	c := &Conv{Conversation: r.Conversation, Notes: r.Notes, queued: r.Queued, windowClosedAfter: r.WindowClosedAfter, waitTeam: r.WaitTeam}
+	if q := r.WaitRequest; q != nil {
+		c.waitReq = actions.AssignRequest{Team: q.Team, Agent: q.Agent, Strategy: q.Strategy, Skills: q.Skills, Language: q.Language}
+	}
 	if c.Tags == nil {
 		c.Tags = []string{}
 	}

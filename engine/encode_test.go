@@ -108,6 +108,17 @@ func (s *codecState) Shared() (*engine.Shared, error) {
 
 func (s *codecState) Queued(id string) (*engine.Conv, error) { return s.Conversation(id) }
 
+func (s *codecState) Peek() (*engine.Shared, error) {
+	if s.shared != nil {
+		return s.shared, nil
+	}
+	peek := engine.NewShared()
+	for _, a := range s.agents {
+		peek.PutAgent(a)
+	}
+	return peek, nil
+}
+
 // TestStateSurvivesEncoding runs a week of support traffic on the example
 // rules (SLA policies, teams, queues, agents going away) twice: against
 // live memory, and through codecState. Both fire each conversation's due

@@ -541,6 +541,7 @@ func (p *pass) dequeue() {
 	if !c.queued {
 		return
 	}
+	c.waitTeam, c.waitReq = "", actions.AssignRequest{}
 	for _, ts := range p.shared().teams {
 		for i, q := range ts.Queue {
 			if q.Conversation == c.ID {
@@ -561,17 +562,18 @@ func (p *pass) enqueue(team string, req actions.AssignRequest) {
 	for i := range ts.Queue {
 		if ts.Queue[i].Conversation == c.ID {
 			ts.Queue[i].Request = req
+			c.waitReq = req
 			return
 		}
 	}
 	p.dequeue() // a conversation waits in one team's queue only
 	ts.Queue = append(ts.Queue, QueueEntry{Conversation: c.ID, Since: p.ev.At, Request: req})
-	c.queued = true
+	c.queued, c.waitTeam, c.waitReq = true, team, req
 }
 
 // eligible reports whether agent a may take a conversation under req.
-func (p *pass) eligible(a *rules.Agent, req actions.AssignRequest) bool {
-	st := p.shared().agent(a.ID)
+func (p *pass) eligible(sh *Shared, a *rules.Agent, req actions.AssignRequest) bool {
+	st := sh.agentState(a.ID)
 	return st.Status == schemas.AgentOnline &&
 		(a.Capacity == 0 || st.Open < a.Capacity) &&
 		a.HasSkills(req.Skills) && a.Speaks(req.Language) &&
@@ -579,14 +581,13 @@ func (p *pass) eligible(a *rules.Agent, req actions.AssignRequest) bool {
 }
 
 // pick chooses among a team's eligible members by the strategy, or nil.
-func (p *pass) pick(team *rules.Team, req actions.AssignRequest) *rules.Agent {
+func (p *pass) pick(sh *Shared, team *rules.Team, req actions.AssignRequest) *rules.Agent {
 	n := len(team.Members)
 	if n == 0 {
 		return nil
 	}
 	start := 0
-	sh := p.shared()
-	if last := sh.team(team.Name).LastGiven; last != "" {
+	if last := sh.lastGiven(team.Name); last != "" {
 		for i, a := range team.Members {
 			if a.ID == last {
 				start = i + 1
@@ -601,13 +602,13 @@ func (p *pass) pick(team *rules.Team, req actions.AssignRequest) *rules.Agent {
 	var best *rules.Agent
 	for k := 0; k < n; k++ {
 		a := team.Members[(start+k)%n]
-		if !p.eligible(a, req) {
+		if !p.eligible(sh, a, req) {
 			continue
 		}
 		if strategy != "least_busy" {
 			return a
 		}
-		if best == nil || sh.agent(a.ID).Open < sh.agent(best.ID).Open {
+		if best == nil || sh.agentState(a.ID).Open < sh.agentState(best.ID).Open {
 			best = a
 		}
 	}
@@ -649,7 +650,7 @@ func (p *pass) Assign(req actions.AssignRequest) (string, error) {
 		(req.Agent == "" || req.Agent == cur.ID) {
 		return cur.ID, nil
 	}
-	if a := p.pick(team, req); a != nil {
+	if a := p.pick(p.shared(), team, req); a != nil {
 		p.setAssignee(a.ID)
 		p.shared().team(team.Name).LastGiven = a.ID
 		return a.ID, nil
@@ -697,8 +698,20 @@ func (p *pass) drain() {
 	// make an agent eligible; one whose conversation waits drains anyway,
 	// because another unit of work may have skipped it while this one
 	// held it (see State.Queued).
-	if p.sh == nil && (p.conv == nil || !p.conv.queued) {
-		return
+	if p.sh == nil {
+		if p.conv == nil || !p.conv.queued {
+			return
+		}
+		// Whether anyone is free for it is known from a snapshot, without
+		// taking the shared state's lock (nearly always: nobody is).
+		peek, err := p.st.Peek()
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		if !p.takerFor(peek, p.conv) {
+			return
+		}
 	}
 	sh := p.shared()
 	// A waiting conversation found nobody eligible when it was queued, so
@@ -717,6 +730,14 @@ func (p *pass) drain() {
 		}
 		for i := 0; i < len(ts.Queue) && p.err == nil; {
 			q := ts.Queue[i]
+			// Whether anyone could take it is known without the
+			// conversation, which a store may have to fetch and lock: most
+			// waiting conversations wait because nobody can.
+			a := p.pick(sh, team, q.Request)
+			if a == nil {
+				i++
+				continue
+			}
 			c := p.conv
 			if c == nil || c.ID != q.Conversation {
 				var err error
@@ -730,17 +751,13 @@ func (p *pass) drain() {
 				}
 			}
 			if c.Status == schemas.StatusResolved || c.Assignee != "" || !c.queued {
+				// It left the queue without leaving the queue's list.
 				ts.Queue = append(ts.Queue[:i], ts.Queue[i+1:]...)
-				c.queued = false
-				continue
-			}
-			a := p.pick(team, q.Request)
-			if a == nil {
-				i++
+				c.queued, c.waitTeam, c.waitReq = false, "", actions.AssignRequest{}
 				continue
 			}
 			ts.Queue = append(ts.Queue[:i], ts.Queue[i+1:]...)
-			c.queued = false
+			c.queued, c.waitTeam, c.waitReq = false, "", actions.AssignRequest{}
 			other := &pass{e: p.e, st: p.st, sh: sh, set: p.set, ev: p.ev, conv: c, d: p.d}
 			other.setAssignee(a.ID)
 			ts.LastGiven = a.ID
@@ -751,16 +768,8 @@ func (p *pass) drain() {
 
 // takerFor reports whether an agent could take a waiting conversation now.
 func (p *pass) takerFor(sh *Shared, c *Conv) bool {
-	ts, team := sh.teams[c.Team], p.set.Team(c.Team)
-	if ts == nil || team == nil {
-		return false
-	}
-	for _, q := range ts.Queue {
-		if q.Conversation == c.ID {
-			return p.pick(team, q.Request) != nil
-		}
-	}
-	return false
+	team := p.set.Team(c.waitTeam)
+	return team != nil && p.pick(sh, team, c.waitReq) != nil
 }
 
 var _ actions.Context = (*pass)(nil)

@@ -677,6 +677,20 @@ func (tx *memTx) Queued(id string) (*Conv, error) {
 	return c, err
 }
 
+// Peek implements State: the committed shared state, which a commit
+// replaces whole and never changes in place.
+func (tx *memTx) Peek() (*Shared, error) {
+	if tx.done {
+		return nil, errTxDone
+	}
+	if tx.shared != nil {
+		return tx.shared, nil
+	}
+	tx.s.mu.Lock()
+	defer tx.s.mu.Unlock()
+	return tx.s.shared, nil
+}
+
 // Record implements Tx.
 func (tx *memTx) Record(r Record) error {
 	if tx.done {

@@ -37,6 +37,10 @@ type State interface {
 	// another unit of work holds it: that unit, finding its conversation
 	// queued, tries the queue itself.
 	Queued(id string) (*Conv, error)
+	// Peek returns the shared state as last committed, without its lock
+	// and without the queues, to read only: whether taking the lock is
+	// worth it. (Once Shared was called, it returns that.)
+	Peek() (*Shared, error)
 }
 
 // Note is an internal note on a conversation.
@@ -50,7 +54,12 @@ type Conv struct {
 
 	assigneeView schemas.Assignee
 	queued       bool
-	sla          slaState
+	// waitTeam and waitReq say, while queued, where it waits and for
+	// whom: whether an agent could take it is then known without the
+	// queue.
+	waitTeam string
+	waitReq  actions.AssignRequest
+	sla      slaState
 	// windowClosedAfter is the customer message after which WhatsApp said
 	// the window was closed; a later message opens it again.
 	windowClosedAfter time.Time
@@ -166,6 +175,23 @@ func (s *Shared) QueueLengths() map[string]int {
 	return out
 }
 
+// agentState is an agent's state, read only: pick runs on snapshots
+// other goroutines read too.
+func (s *Shared) agentState(id string) AgentState {
+	if a := s.agents[id]; a != nil {
+		return *a
+	}
+	return AgentState{ID: id, Status: schemas.AgentOnline}
+}
+
+// lastGiven is whom a team's round robin gave the last conversation.
+func (s *Shared) lastGiven(team string) string {
+	if t := s.teams[team]; t != nil {
+		return t.LastGiven
+	}
+	return ""
+}
+
 func (s *Shared) agent(id string) *AgentState {
 	a := s.agents[id]
 	if a == nil {
@@ -234,6 +260,9 @@ func (m *Memory) Shared() (*Shared, error) { return m.shared, nil }
 
 // Queued implements State: one goroutine holds everything.
 func (m *Memory) Queued(id string) (*Conv, error) { return m.convs[id], nil }
+
+// Peek implements State.
+func (m *Memory) Peek() (*Shared, error) { return m.shared, nil }
 
 // plan implements planner: deadlines go on the heap FireDue pops.
 func (m *Memory) plan(d deadline) {

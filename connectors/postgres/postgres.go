@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,6 +31,9 @@ import (
 //go:embed migrations/*.sql
 var embedded embed.FS
 
+// DefaultMaxConns is the pool size when the URL sets no pool_max_conns.
+const DefaultMaxConns = 24
+
 // Options configure a Store.
 type Options struct {
 	// Migrate applies pending migrations when the store opens, as
@@ -42,6 +46,12 @@ type Options struct {
 // Store is engine.Store in PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// outbox is the pool of the outbox's claims and delivery results,
+	// committed without waiting for the WAL to reach the disk: a claim or
+	// a result lost in a PostgreSQL crash only means the item is claimed
+	// and delivered again, which at-least-once delivery allows. What
+	// acknowledges an event (units of work, statuses) uses pool.
+	outbox *pgxpool.Pool
 	// sharedKey is the advisory lock of the shared assignment state, made
 	// of the schema's name so that stores in different schemas of one
 	// database (tests, tenants) do not wait for each other.
@@ -56,28 +66,42 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)
 	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default, four on a small machine, is fewer than the units
+		// of work the daemon runs at once (a shard each, the timer, the
+		// dispatcher's claims and results).
+		cfg.MaxConns = DefaultMaxConns
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &Store{pool: pool}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to %s: %w", cfg.ConnConfig.Host, err)
 	}
+	ocfg := cfg.Copy()
+	ocfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	ocfg.MaxConns = max(2, cfg.MaxConns/3)
+	outbox, err := pgxpool.NewWithConfig(ctx, ocfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	s := &Store{pool: pool, outbox: outbox}
 	if opts.Migrate {
 		if _, err := Migrate(ctx, pool, opts.Logger); err != nil {
-			pool.Close()
+			s.Close()
 			return nil, err
 		}
 	}
 	if err := pool.QueryRow(ctx, `SELECT hashtextextended(current_schema() || ':triage:shared', 0)`).Scan(&s.sharedKey); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, fmt.Errorf("schema: %w", err)
 	}
 	var ok bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('conversations') IS NOT NULL`).Scan(&ok); err != nil || !ok {
-		pool.Close()
+		s.Close()
 		if err == nil {
 			err = errors.New("its tables do not exist: run `triage migrate` (or serve, which migrates)")
 		}
@@ -90,7 +114,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close implements engine.Store.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.pool.Close()
+	s.outbox.Close()
+}
 
 // Migration is one migration Migrate applied.
 type Migration struct {

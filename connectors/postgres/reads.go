@@ -149,7 +149,7 @@ func (s *Store) Contact(ctx context.Context, id string) (schemas.Contact, bool, 
 // QueueLengths implements engine.Store.
 func (s *Store) QueueLengths(ctx context.Context) (map[string]int, error) {
 	out := map[string]int{}
-	err := queryRows(ctx, s.pool, `SELECT name, jsonb_array_length(queue) FROM teams`, nil, func(rows pgx.Rows) error {
+	err := queryRows(ctx, s.pool, `SELECT team, count(*) FROM queue_entries GROUP BY team`, nil, func(rows pgx.Rows) error {
 		var name string
 		var n int
 		if err := rows.Scan(&name, &n); err != nil {
@@ -191,7 +191,7 @@ func scanItems(rows pgx.Rows) ([]engine.OutboxItem, error) {
 // dead ones no longer hold it up), due, and not leased; rows another
 // dispatcher is claiming at this moment are skipped, never waited for.
 func (s *Store) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]engine.OutboxItem, error) {
-	rows, err := s.pool.Query(ctx, `WITH c AS (
+	rows, err := s.outbox.Query(ctx, `WITH c AS (
 			SELECT o.id FROM outbox o
 			WHERE o.result = 'pending' AND o.due_at <= $1 AND (o.leased_until IS NULL OR o.leased_until <= $1)
 				AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key AND p.result = 'pending' AND p.id < o.id)
@@ -221,52 +221,53 @@ func sortItems(items []engine.OutboxItem) {
 	}
 }
 
-// finish updates a pending item, failing when it is no longer pending or
-// was claimed again since item's attempt (its deliverer was late, its
-// lease ran out): the attempt number is the claim's fencing token.
-func (s *Store) finish(ctx context.Context, q pgx.Tx, item engine.OutboxItem, sql string, args ...any) error {
-	tag, err := q.Exec(ctx, sql, append([]any{item.ID, item.Attempts}, args...)...)
+// finish updates a pending item, in one statement, failing when it is no
+// longer pending or was claimed again since item's attempt (its deliverer
+// was late, its lease ran out): the attempt number is the claim's fencing
+// token.
+func (s *Store) finish(ctx context.Context, item engine.OutboxItem, sql string, args ...any) error {
+	var n int
+	err := s.outbox.QueryRow(ctx, sql, append([]any{item.ID, item.Attempts}, args...)...).Scan(&n)
 	if err != nil {
 		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return fmt.Errorf("outbound item %d (%s): no longer pending, or claimed again since attempt %d", item.ID, item.Key, item.Attempts)
 	}
 	return nil
 }
 
-// Delivered implements engine.Store. A status Meta reported before this
-// is recorded applies to the message now.
+// Delivered implements engine.Store. The message it sent is added in the
+// same statement; a status Meta reported before this applies to it now.
 func (s *Store) Delivered(ctx context.Context, item engine.OutboxItem, at time.Time, sent *schemas.Message) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := s.finish(ctx, tx, item, `UPDATE outbox SET result = 'delivered', done_at = $3, leased_until = NULL, error = ''
-			WHERE id = $1 AND attempts = $2 AND result = 'pending'`, at)
-		if err != nil || sent == nil || item.Conversation == "" {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO messages (conversation_id, at, sender, body, status, event_id, wa_id)
-			SELECT $1, $2, $3, $4, coalesce((
-				SELECT s.status FROM (SELECT $5::text AS status UNION ALL SELECT status FROM statuses WHERE wa_id = $7 AND $7 <> '') s
-				ORDER BY array_position(ARRAY['', 'sent', 'delivered', 'read', 'failed'], s.status) DESC NULLS LAST LIMIT 1), $5), $6, $7`,
-			item.Conversation, sent.At, sent.From, sent.Text, sent.Status, sent.Event, sent.ID)
-		return err
-	})
+	var m schemas.Message
+	if sent != nil && item.Conversation != "" {
+		m = *sent
+	}
+	return s.finish(ctx, item, `WITH f AS (
+			UPDATE outbox SET result = 'delivered', done_at = $3, leased_until = NULL, error = ''
+			WHERE id = $1 AND attempts = $2 AND result = 'pending'
+			RETURNING conversation_id),
+		m AS (
+			INSERT INTO messages (conversation_id, at, sender, body, status, event_id, wa_id)
+			SELECT f.conversation_id, $4, $5, $6, coalesce((
+				SELECT s.status FROM (SELECT $7::text AS status UNION ALL SELECT status FROM statuses WHERE wa_id = $9 AND $9 <> '') s
+				ORDER BY array_position(ARRAY['', 'sent', 'delivered', 'read', 'failed'], s.status) DESC NULLS LAST LIMIT 1), $7), $8, $9
+			FROM f WHERE $10)
+		SELECT count(*) FROM f`,
+		at, m.At, m.From, m.Text, m.Status, m.Event, m.ID, sent != nil && item.Conversation != "")
 }
 
 // Retry implements engine.Store.
 func (s *Store) Retry(ctx context.Context, item engine.OutboxItem, due time.Time, cause string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return s.finish(ctx, tx, item, `UPDATE outbox SET due_at = $3, error = $4, leased_until = NULL
-			WHERE id = $1 AND attempts = $2 AND result = 'pending'`, due, cause)
-	})
+	return s.finish(ctx, item, `WITH f AS (UPDATE outbox SET due_at = $3, error = $4, leased_until = NULL
+		WHERE id = $1 AND attempts = $2 AND result = 'pending' RETURNING 1) SELECT count(*) FROM f`, due, cause)
 }
 
 // Dead implements engine.Store.
 func (s *Store) Dead(ctx context.Context, item engine.OutboxItem, at time.Time, cause string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return s.finish(ctx, tx, item, `UPDATE outbox SET result = 'dead', done_at = $3, error = $4, leased_until = NULL
-			WHERE id = $1 AND attempts = $2 AND result = 'pending'`, at, cause)
-	})
+	return s.finish(ctx, item, `WITH f AS (UPDATE outbox SET result = 'dead', done_at = $3, error = $4, leased_until = NULL
+		WHERE id = $1 AND attempts = $2 AND result = 'pending' RETURNING 1) SELECT count(*) FROM f`, at, cause)
 }
 
 // Outbound implements engine.Store. NextDue looks only at the items
@@ -275,7 +276,7 @@ func (s *Store) Dead(ctx context.Context, item engine.OutboxItem, at time.Time, 
 func (s *Store) Outbound(ctx context.Context) (engine.OutboundStats, error) {
 	var st engine.OutboundStats
 	var next pgtype.Timestamptz
-	err := s.pool.QueryRow(ctx, `SELECT
+	err := s.outbox.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM outbox WHERE result = 'pending'),
 			(SELECT count(*) FROM outbox WHERE result = 'dead'),
 			(SELECT min(GREATEST(o.due_at, COALESCE(o.leased_until, o.due_at))) FROM outbox o

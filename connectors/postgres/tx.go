@@ -36,11 +36,12 @@ func (s *Store) Begin(ctx context.Context, convs []string, events []schemas.Even
 	for _, ev := range events {
 		if ev.Contact != nil && ev.Contact.ID != "" {
 			contactIDs = append(contactIDs, ev.Contact.ID)
+			u.looked[ev.Contact.ID] = true
 		}
 	}
 	if len(ids) > 0 {
 		b.Queue(`INSERT INTO conversations (id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (id) DO NOTHING`, ids)
-		b.Queue(`SELECT id, state FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
+		b.Queue(`SELECT id, state, contact_id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
 			return u.scanConversations(rows)
 		})
 		b.Queue(`SELECT id, state FROM contacts WHERE id = ANY($1) OR id IN (SELECT contact_id FROM conversations WHERE id = ANY($2))`,
@@ -163,11 +164,13 @@ type unit struct {
 	// contacts loaded or made; people those handed out, to write back
 	contacts map[string]schemas.Contact
 	people   map[string]*schemas.Contact
+	looked   map[string]bool // contacts Begin looked for: one not in contacts is new
 	pre      map[string]bool // events inserted by Begin: seen before?
 	asked    map[string]bool // ids Seen answered
 	checked  map[string]bool // ids Seen looked up itself: new ones are inserted at commit
 	made     map[string]*schemas.Event
 	shared   *engine.Shared
+	peek     *engine.Shared
 	before   []engine.AgentState // the shared state as loaded
 	teams    []engine.TeamState
 	records  []engine.Record
@@ -176,18 +179,21 @@ type unit struct {
 
 func newUnit(s *Store, tx pgx.Tx) *unit {
 	return &unit{s: s, tx: tx, held: map[string]bool{}, raw: map[string][]byte{}, conv: map[string]*engine.Conv{},
-		contacts: map[string]schemas.Contact{}, people: map[string]*schemas.Contact{},
+		contacts: map[string]schemas.Contact{}, people: map[string]*schemas.Contact{}, looked: map[string]bool{},
 		pre: map[string]bool{}, asked: map[string]bool{}, checked: map[string]bool{}, made: map[string]*schemas.Event{}}
 }
 
 func (u *unit) scanConversations(rows pgx.Rows) error {
 	for rows.Next() {
-		var id string
+		var id, contact string
 		var state []byte
-		if err := rows.Scan(&id, &state); err != nil {
+		if err := rows.Scan(&id, &state, &contact); err != nil {
 			return err
 		}
 		u.raw[id] = state
+		if contact != "" {
+			u.looked[contact] = true
+		}
 	}
 	return rows.Err()
 }
@@ -280,7 +286,9 @@ func (u *unit) Contact(id string) (*schemas.Contact, error) {
 		return c, nil
 	}
 	c, ok := u.contacts[id]
-	if !ok {
+	if !ok && u.looked[id] {
+		c, ok = schemas.Contact{ID: id}, true // new: Begin found no row
+	} else if !ok {
 		var state []byte
 		err := u.tx.QueryRow(u.ctx(), `SELECT state FROM contacts WHERE id = $1`, id).Scan(&state)
 		switch {
@@ -299,7 +307,7 @@ func (u *unit) Contact(id string) (*schemas.Contact, error) {
 }
 
 // Shared implements engine.State: the transaction-scoped advisory lock,
-// then every agent and team, in one round trip.
+// then every agent, team and queue entry, in one round trip.
 func (u *unit) Shared() (*engine.Shared, error) {
 	if u.done {
 		return nil, errDone
@@ -307,9 +315,46 @@ func (u *unit) Shared() (*engine.Shared, error) {
 	if u.shared != nil {
 		return u.shared, nil
 	}
-	sh := engine.NewShared()
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, u.s.sharedKey)
+	sh, queueRows := u.queueSharedReads(b)
+	queues := map[string][]engine.QueueEntry{}
+	b.Queue(`SELECT team, conversation_id, since, request FROM queue_entries ORDER BY team, seq`).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var team string
+			var e engine.QueueEntry
+			var req []byte
+			if err := rows.Scan(&team, &e.Conversation, &e.Since, &req); err != nil {
+				return err
+			}
+			if err := json.Unmarshal(req, &e.Request); err != nil {
+				return fmt.Errorf("queue entry of %s: %w", e.Conversation, err)
+			}
+			e.Since = e.Since.UTC()
+			queues[team] = append(queues[team], e)
+		}
+		return rows.Err()
+	})
+	if err := u.tx.SendBatch(u.ctx(), b).Close(); err != nil {
+		return nil, fmt.Errorf("shared state: %w", err)
+	}
+	for name, q := range queues {
+		t := queueRows[name]
+		t.Name, t.Queue = name, q
+		queueRows[name] = t
+	}
+	for _, t := range queueRows {
+		sh.PutTeam(t)
+	}
+	u.shared, u.before, u.teams = sh, sh.Agents(), sh.Teams()
+	return sh, nil
+}
+
+// queueSharedReads queues the reads of agents and teams into b; the teams
+// land in the map once b ran.
+func (u *unit) queueSharedReads(b *pgx.Batch) (*engine.Shared, map[string]engine.TeamState) {
+	sh := engine.NewShared()
+	teams := map[string]engine.TeamState{}
 	b.Queue(`SELECT id, status, open FROM agents`).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var a engine.AgentState
@@ -320,24 +365,40 @@ func (u *unit) Shared() (*engine.Shared, error) {
 		}
 		return rows.Err()
 	})
-	b.Queue(`SELECT name, last_given, queue FROM teams`).Query(func(rows pgx.Rows) error {
+	b.Queue(`SELECT name, last_given FROM teams`).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var t engine.TeamState
-			var queue []byte
-			if err := rows.Scan(&t.Name, &t.LastGiven, &queue); err != nil {
+			if err := rows.Scan(&t.Name, &t.LastGiven); err != nil {
 				return err
 			}
-			if err := json.Unmarshal(queue, &t.Queue); err != nil {
-				return fmt.Errorf("team %s queue: %w", t.Name, err)
-			}
-			sh.PutTeam(t)
+			teams[t.Name] = t
 		}
 		return rows.Err()
 	})
+	return sh, teams
+}
+
+// Peek implements engine.State: agents and teams as last committed, read
+// without the lock and without the queues.
+func (u *unit) Peek() (*engine.Shared, error) {
+	if u.done {
+		return nil, errDone
+	}
+	if u.shared != nil {
+		return u.shared, nil
+	}
+	if u.peek != nil {
+		return u.peek, nil
+	}
+	b := &pgx.Batch{}
+	sh, teams := u.queueSharedReads(b)
 	if err := u.tx.SendBatch(u.ctx(), b).Close(); err != nil {
 		return nil, fmt.Errorf("shared state: %w", err)
 	}
-	u.shared, u.before, u.teams = sh, sh.Agents(), sh.Teams()
+	for _, t := range teams {
+		sh.PutTeam(t)
+	}
+	u.peek = sh
 	return sh, nil
 }
 
@@ -443,22 +504,32 @@ func (u *unit) queueWrites(b *pgx.Batch) error {
 			WHERE c.id = v.id`, ids, states, statuses, teams, assignees, contacts, next)
 	}
 	if len(u.people) > 0 {
-		var ids, states []string
+		var ids, states, changes []string
 		for _, id := range slices.Sorted(maps.Keys(u.people)) {
 			c := u.people[id]
-			if old, ok := u.contacts[id]; ok && old == *c {
+			old, existed := u.contacts[id]
+			diff := engine.ContactChanges(old, *c)
+			if existed && len(diff) == 0 {
 				continue
 			}
 			state, err := json.Marshal(c)
 			if err != nil {
 				return err
 			}
-			ids, states = append(ids, id), append(states, string(state))
+			change, err := json.Marshal(diff)
+			if err != nil {
+				return err
+			}
+			ids, states, changes = append(ids, id), append(states, string(state)), append(changes, string(change))
 		}
 		if len(ids) > 0 {
-			// Sorted: units writing the same contacts lock them in one order.
-			b.Queue(`INSERT INTO contacts (id, state) SELECT * FROM unnest($1::text[], $2::jsonb[]) ORDER BY 1
-				ON CONFLICT (id) DO UPDATE SET state = excluded.state`, ids, states)
+			// Contacts are not locked for a unit: only the fields this unit
+			// changed are merged in, so an opt-out committed meanwhile by
+			// another unit stays. Sorted: units writing the same contacts
+			// lock their rows in one order.
+			b.Queue(`INSERT INTO contacts (id, state) SELECT i, s FROM unnest($1::text[], $2::jsonb[]) AS v(i, s) ORDER BY 1
+				ON CONFLICT (id) DO UPDATE SET state = contacts.state || (
+					SELECT c FROM unnest($1::text[], $3::jsonb[]) AS w(i, c) WHERE w.i = excluded.id)`, ids, states, changes)
 		}
 	}
 	if u.shared != nil {
@@ -480,26 +551,60 @@ func (u *unit) queueShared(b *pgx.Batch) {
 		b.Queue(`INSERT INTO agents (id, status, open) SELECT * FROM unnest($1::text[], $2::text[], $3::int4[])
 			ON CONFLICT (id) DO UPDATE SET status = excluded.status, open = excluded.open`, ids, statuses, open)
 	}
-	var names, last, queues []string
+	var names, last []string
+	var gone, addConv, addTeam, addReq, updConv, updReq []string
+	var addSince []time.Time
+	before := map[string]engine.TeamState{}
+	for _, t := range u.teams {
+		before[t.Name] = t
+	}
 	for _, t := range u.shared.Teams() {
-		if i, ok := slices.BinarySearchFunc(u.teams, t.Name, func(x engine.TeamState, n string) int { return compare(x.Name, n) }); ok &&
-			reflect.DeepEqual(u.teams[i], t) {
-			continue
+		old, had := before[t.Name]
+		if !had || old.LastGiven != t.LastGiven {
+			names, last = append(names, t.Name), append(last, t.LastGiven)
 		}
-		q, _ := json.Marshal(nonNilQueue(t.Queue))
-		names, last, queues = append(names, t.Name), append(last, t.LastGiven), append(queues, string(q))
+		// The queue as a diff: entries that left, entries that came (in
+		// queue order, so their seq keeps it), requests that changed (in
+		// place: the entry keeps its turn).
+		was := map[string]engine.QueueEntry{}
+		for _, e := range old.Queue {
+			was[e.Conversation] = e
+		}
+		is := map[string]bool{}
+		for _, e := range t.Queue {
+			is[e.Conversation] = true
+			w, ok := was[e.Conversation]
+			if ok && reflect.DeepEqual(w, e) {
+				continue
+			}
+			req, _ := json.Marshal(e.Request)
+			if ok {
+				updConv, updReq = append(updConv, e.Conversation), append(updReq, string(req))
+				continue
+			}
+			addConv, addTeam, addSince, addReq = append(addConv, e.Conversation), append(addTeam, t.Name), append(addSince, e.Since), append(addReq, string(req))
+		}
+		for _, e := range old.Queue {
+			if !is[e.Conversation] {
+				gone = append(gone, e.Conversation)
+			}
+		}
 	}
 	if len(names) > 0 {
-		b.Queue(`INSERT INTO teams (name, last_given, queue) SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
-			ON CONFLICT (name) DO UPDATE SET last_given = excluded.last_given, queue = excluded.queue`, names, last, queues)
+		b.Queue(`INSERT INTO teams (name, last_given) SELECT * FROM unnest($1::text[], $2::text[])
+			ON CONFLICT (name) DO UPDATE SET last_given = excluded.last_given`, names, last)
 	}
-}
-
-func nonNilQueue(q []engine.QueueEntry) []engine.QueueEntry {
-	if q == nil {
-		return []engine.QueueEntry{}
+	if len(gone) > 0 {
+		b.Queue(`DELETE FROM queue_entries WHERE conversation_id = ANY($1)`, gone)
 	}
-	return q
+	if len(updConv) > 0 {
+		b.Queue(`UPDATE queue_entries q SET request = v.r FROM unnest($1::text[], $2::jsonb[]) AS v(c, r) WHERE q.conversation_id = v.c`, updConv, updReq)
+	}
+	if len(addConv) > 0 {
+		b.Queue(`INSERT INTO queue_entries (conversation_id, team, since, request)
+			SELECT c, t, s, r FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) WITH ORDINALITY AS v(c, t, s, r, n) ORDER BY n`,
+			addConv, addTeam, addSince, addReq)
+	}
 }
 
 func compare(a, b string) int {

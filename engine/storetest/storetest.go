@@ -854,7 +854,7 @@ func (su suite) isolation(t *testing.T) {
 		wantSeen(t, tx, "sla:x", false)
 		rollback(t, tx)
 	})
-	t.Run("a unit does not undo a contact change committed while it was open", func(t *testing.T) {
+	t.Run("a unit does not undo a contact change committed while it was open, nor loses its own", func(t *testing.T) {
 		// An opt-out may come with only the contact, in a unit that holds
 		// no conversation, while the customer's conversation is being
 		// evaluated: losing it would message someone who said stop.
@@ -864,8 +864,12 @@ func (su suite) isolation(t *testing.T) {
 		m1.Contact = &schemas.Contact{ID: "p1", Name: "Asha"}
 		process(t, s, set, m1)
 
-		a := begin(t, s, []string{"c1"}, message("m2", "c1", at(time.Minute)))
-		eval(t, a, set, message("m2", "c1", at(time.Minute)))
+		// The open unit changes another field of the contact: both
+		// changes must stay.
+		m2 := message("m2", "c1", at(time.Minute))
+		m2.Contact = &schemas.Contact{ID: "p1", Language: "hi"}
+		a := begin(t, s, []string{"c1"}, m2)
+		eval(t, a, set, m2)
 		done := make(chan error, 1)
 		go func() {
 			_, err := handle(s, engine.NewStateless(), set, schemas.Event{
@@ -888,7 +892,7 @@ func (su suite) isolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, _ := contactOf(t, s, "p1")
-		wantCanon(t, "contact", p, schemas.Contact{ID: "p1", Name: "Asha", OptedOut: true})
+		wantCanon(t, "contact", p, schemas.Contact{ID: "p1", Name: "Asha", Language: "hi", OptedOut: true})
 	})
 }
 

@@ -113,13 +113,24 @@ CREATE TABLE agents (
 
 CREATE TABLE teams (
     name       text PRIMARY KEY,
-    last_given text NOT NULL DEFAULT '',
-    -- queue is the conversations waiting, oldest first, as
-    -- engine.QueueEntry values.
-    queue      jsonb NOT NULL DEFAULT '[]'
+    last_given text NOT NULL DEFAULT ''
 );
 
+-- queue_entries are the conversations waiting in a team's queue, oldest
+-- (lowest seq) first; a conversation waits in one queue at most. Rows,
+-- not a list in teams, so that queueing one conversation writes one row
+-- however long the queue.
+CREATE TABLE queue_entries (
+    conversation_id text PRIMARY KEY,
+    team            text NOT NULL,
+    seq             bigint GENERATED ALWAYS AS IDENTITY,
+    since           timestamptz NOT NULL,
+    request         jsonb NOT NULL
+);
+CREATE INDEX queue_entries_team ON queue_entries (team, seq);
+
 -- +goose Down
+DROP TABLE queue_entries;
 DROP TABLE teams;
 DROP TABLE agents;
 DROP TABLE outbox;

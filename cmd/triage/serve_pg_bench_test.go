@@ -1,0 +1,295 @@
+package main
+
+// BenchmarkServePostgres: the daemon with its state in PostgreSQL, against
+// pgbench running, on the same database in the same run, the transaction
+// one event costs at the least: insert the event, upsert the
+// conversation, insert the decision, insert an outbox row, with payloads
+// of the sizes triage writes. docs/benchmarks.md, section 5, has figures.
+//
+//	go test -run='^$' -bench=ServePostgres -benchtime=20000x ./cmd/triage/
+//
+// Sub-benchmarks:
+//   - daemon: benchWorkload's signed webhooks from TRIAGE_BENCH_CLIENTS
+//     concurrent clients (default 32) as fast as they are acknowledged
+//     (each 200 is a committed unit of work), then until every reply
+//     reached the fake Cloud API;
+//   - pgbench: the same number of transactions from as many clients;
+//   - daemon-1000/s and pgbench-1000/s: an open-loop load of 1,000 per
+//     second (webhooks; transactions) for b.N of them, for the latency at
+//     that rate.
+//
+// pgbench must be installed, and PostgreSQL reachable as connectors/
+// postgres/pgtest finds it; without them the benchmark is skipped.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	neturl "net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/triage-dev/triage/connectors/postgres"
+	"github.com/triage-dev/triage/connectors/postgres/pgtest"
+	"github.com/triage-dev/triage/connectors/whatsapp"
+	"github.com/triage-dev/triage/engine"
+	"github.com/triage-dev/triage/rules"
+	"github.com/triage-dev/triage/schemas"
+)
+
+// pgbenchScript is one event's transaction. Conversations are drawn from
+// 10,000, so that upserts mostly update, as a busy inbox's do.
+const pgbenchScript = `\set c random(1, 10000)
+\set r random(1, 999999999999)
+BEGIN;
+INSERT INTO events (id, conversation_id, type, at, payload) VALUES ('pgb:' || :r::text, 'c' || :c::text, 'message.received', now(), :payload::jsonb) ON CONFLICT (id) DO NOTHING;
+INSERT INTO conversations (id, state, status, team, assignee, contact_id, next_sla_at) VALUES ('c' || :c::text, :state::jsonb, 'open', 'support', 'anita', 'p' || :c::text, now() + interval '5 minutes')
+  ON CONFLICT (id) DO UPDATE SET state = excluded.state, status = excluded.status, team = excluded.team, assignee = excluded.assignee, next_sla_at = excluded.next_sla_at, updated_at = now();
+INSERT INTO decisions (conversation_id, event_id, ruleset, record) VALUES ('c' || :c::text, 'pgb:' || :r::text, 'sha256:000000000000', :decision::jsonb);
+INSERT INTO outbox (conversation_id, order_key, key, kind, contact_id, params, decided_at, due_at) VALUES ('c' || :c::text, 'c:' || 'c' || :c::text, 'pgb:' || :r::text || '/r/2', 'reply', 'p' || :c::text, :params::jsonb, now(), now()) ON CONFLICT (key) DO NOTHING;
+END;
+`
+
+// pgbenchPayloads are what triage writes for one handoff: the event, the
+// conversation's state, the decision record and the reply's params.
+func pgbenchPayloads(tb testing.TB) map[string]string {
+	tb.Helper()
+	set, err := rules.Load(e2eExampleRules, rules.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	eng := engine.New()
+	ev := schemas.Event{ID: "wamid.HBgLNDQ3NzAwOTAwMDAxFQIAEhggQTk1", Type: schemas.MessageReceived, At: e2eMonday,
+		Conversation: whatsapp.ConversationID(e2ePhoneID, "447700900001"), Kind: "text", Text: "Can I speak to someone?",
+		Contact: &schemas.Contact{ID: "447700900001", Name: "Sam Lee", Phone: "+447700900001"}}
+	d, err := eng.Process(set, &ev)
+	if err != nil || len(d.Outbound) == 0 {
+		tb.Fatalf("the handoff decided %+v, %v", d, err)
+	}
+	c, _ := eng.Conversation(ev.Conversation)
+	state, _ := engine.MarshalConv(&c)
+	event, _ := json.Marshal(ev)
+	record, err := schemas.AppendDecision(nil, &d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	params, _ := json.Marshal(d.Outbound[0].Params)
+	return map[string]string{"payload": string(event), "state": string(state), "decision": string(record), "params": string(params)}
+}
+
+// pgbenchRun runs pgbench with args on the database at url (its schema
+// in search_path) and returns its tps and every transaction's latency.
+func pgbenchRun(tb testing.TB, url string, args ...string) (tps float64, latency []time.Duration) {
+	tb.Helper()
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		tb.Skip("pgbench is not installed")
+	}
+	dir := tb.TempDir()
+	script := filepath.Join(dir, "event.sql")
+	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	full := []string{"-n", "-M", "prepared", "-f", script, "-l", "--log-prefix", filepath.Join(dir, "pgb")}
+	for k, v := range pgbenchPayloads(tb) {
+		full = append(full, "-D", k+"="+v)
+	}
+	full = append(full, args...)
+	// libpq takes search_path from PGOPTIONS, not from the URL as pgx does.
+	schema := searchPath(tb, url)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := u.Query()
+	q.Del("search_path")
+	u.RawQuery = q.Encode()
+	cmd := exec.Command(bin, append(full, u.String())...)
+	cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path="+schema)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		tb.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`).FindSubmatch(out)
+	if m == nil {
+		tb.Fatalf("pgbench printed no tps:\n%s", out)
+	}
+	tps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if bytes.Contains(out, []byte("number of failed transactions: ")) && !bytes.Contains(out, []byte("number of failed transactions: 0 ")) {
+		tb.Fatalf("pgbench transactions failed:\n%s", out)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "pgb.*"))
+	for _, l := range logs {
+		f, err := os.Open(l)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			// client_id transaction_no time_us script_no time_epoch time_us [schedule_lag]
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 3 {
+				continue
+			}
+			us, err := strconv.ParseInt(fields[2], 10, 64)
+			if err == nil {
+				latency = append(latency, time.Duration(us)*time.Microsecond)
+			}
+		}
+		f.Close()
+	}
+	slices.Sort(latency)
+	return tps, latency
+}
+
+// searchPath is the search_path a pgtest URL sets.
+func searchPath(tb testing.TB, url string) string {
+	i := strings.Index(url, "search_path=")
+	if i < 0 {
+		tb.Fatalf("%s sets no search_path", url)
+	}
+	return strings.SplitN(url[i+len("search_path="):], "&", 2)[0]
+}
+
+// migrated returns a fresh, migrated schema for pgbench.
+func migrated(tb testing.TB) string {
+	tb.Helper()
+	url := pgtest.Schema(tb)
+	s, err := postgres.Open(context.Background(), url, postgres.Options{Migrate: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.Close()
+	return url
+}
+
+// postAtRate POSTs msgs at rate per second, each on its own schedule
+// whatever the answers to earlier ones (an open loop, as Meta sends), and
+// returns every exchange's latency from its scheduled time.
+func postAtRate(tb testing.TB, url string, msgs []benchMsg, rate int) []time.Duration {
+	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: time.Minute}
+	lat := make([]time.Duration, len(msgs))
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range msgs {
+		at := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(at))
+		wg.Go(func() {
+			m := &msgs[i]
+			for {
+				req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/whatsapp", bytes.NewReader(m.body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(whatsapp.SignatureHeader, m.sig)
+				resp, err := hc.Do(req)
+				if err != nil {
+					tb.Errorf("webhook %d: %v", i, err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+				if resp.StatusCode != http.StatusServiceUnavailable {
+					tb.Errorf("webhook %d: status %d", i, resp.StatusCode)
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			lat[i] = time.Since(at)
+		})
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return lat
+}
+
+func BenchmarkServePostgres(b *testing.B) {
+	clients := benchEnv(b, "TRIAGE_BENCH_CLIENTS", 32)
+	pgtest.URL(b)
+	b.Run("daemon", func(b *testing.B) {
+		msgs := benchWorkload(b, b.N)
+		s := newServeStack(b, stackOptions{Bot: "faq", FixedClock: true, Quiet: true, Database: freshSchema})
+		b.ResetTimer()
+		res := postLoad(b, s.URL, msgs, clients)
+		s.waitDelivered(b, len(msgs), 10*time.Minute)
+		elapsed := b.Elapsed()
+		b.StopTimer()
+		slices.Sort(res.latency)
+		events := s.metric(b, `triage_unit_events_sum`)
+		units := s.metric(b, `triage_unit_events_count`)
+		b.ReportMetric(float64(len(msgs))/res.posted.Seconds(), "acked/s")
+		b.ReportMetric(float64(len(msgs))/elapsed.Seconds(), "webhooks/s")
+		b.ReportMetric(events/elapsed.Seconds(), "events/s")
+		b.ReportMetric(events/units, "events/unit")
+		b.ReportMetric(quantileMS(res.latency, 0.50), "p50-ms")
+		b.ReportMetric(quantileMS(res.latency, 0.99), "p99-ms")
+		b.ReportMetric(float64(res.refused)/float64(len(msgs)), "503s/webhook")
+	})
+	b.Run("pgbench", func(b *testing.B) {
+		url := migrated(b)
+		b.ResetTimer()
+		tps, lat := pgbenchRun(b, url, "-c", strconv.Itoa(clients), "-j", "2", "-t", strconv.Itoa(max(1, b.N/clients)))
+		b.StopTimer()
+		b.ReportMetric(tps, "tx/s")
+		b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
+		b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
+	})
+	b.Run("daemon-1000/s", func(b *testing.B) {
+		msgs := benchWorkload(b, b.N)
+		s := newServeStack(b, stackOptions{Bot: "faq", FixedClock: true, Quiet: true, Database: freshSchema})
+		b.ResetTimer()
+		lat := postAtRate(b, s.URL, msgs, 1000)
+		b.StopTimer()
+		b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
+		b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
+		b.ReportMetric(quantileMS(lat, 0.999), "p99.9-ms")
+		s.waitDelivered(b, len(msgs), 10*time.Minute)
+	})
+	b.Run("pgbench-1000/s", func(b *testing.B) {
+		url := migrated(b)
+		b.ResetTimer()
+		secs := max(1, b.N/1000)
+		_, lat := pgbenchRun(b, url, "-c", strconv.Itoa(clients), "-j", "2", "-R", "1000", "-T", strconv.Itoa(secs))
+		b.StopTimer()
+		b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
+		b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
+		b.ReportMetric(quantileMS(lat, 0.999), "p99.9-ms")
+	})
+}
+
+// TestPgbenchScript checks, untimed, that the baseline does what it says:
+// each transaction adds one event, one decision and one outbox row, and
+// upserts a conversation.
+func TestPgbenchScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	url := migrated(t)
+	pgbenchRun(t, url, "-c", "2", "-t", "25")
+	s, err := postgres.Open(context.Background(), url, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var events, decisions, outbox, convs int
+	if err := s.Pool().QueryRow(context.Background(), `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM decisions),
+		(SELECT count(*) FROM outbox), (SELECT count(*) FROM conversations WHERE state IS NOT NULL)`).Scan(&events, &decisions, &outbox, &convs); err != nil {
+		t.Fatal(err)
+	}
+	if events != 50 || decisions != 50 || outbox != 50 || convs == 0 || convs > 50 {
+		t.Errorf("50 transactions wrote %d events, %d decisions, %d outbox rows, %d conversations", events, decisions, outbox, convs)
+	}
+}
