@@ -389,12 +389,19 @@ func (p *pass) before() {
 			p.setStatus(schemas.StatusOpen)
 		}
 		c.Messages++
-		c.LastCustomerMessageAt = ev.At
+		// Latest, not most recently evaluated: Meta may redeliver an older
+		// message after a newer one, and a time moved back would make the
+		// conversation look answered (no first-response clock).
+		if ev.At.After(c.LastCustomerMessageAt) {
+			c.LastCustomerMessageAt = ev.At
+		}
 	case schemas.AgentReplied:
-		if c.FirstResponseAt.IsZero() {
+		if c.FirstResponseAt.IsZero() || ev.At.Before(c.FirstResponseAt) {
 			c.FirstResponseAt = ev.At
 		}
-		c.LastAgentMessageAt = ev.At
+		if ev.At.After(c.LastAgentMessageAt) {
+			c.LastAgentMessageAt = ev.At
+		}
 		c.Handler = schemas.HandlerHuman
 		p.knownAgent()
 		if c.Assignee == "" && ev.Agent != "" {
