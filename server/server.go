@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,9 @@ type Options struct {
 	// time.Now. Evaluation itself uses each event's time.
 	Now func() time.Time
 	// Shards evaluate conversations in parallel, each conversation always
-	// on the same shard; default 8.
+	// on the same shard; default twice GOMAXPROCS. More shards run more
+	// units at once; fewer make bigger batches, and with PostgreSQL a
+	// commit costs the same for one event or sixty.
 	Shards int
 	// QueueSize bounds the events waiting for each shard; when full,
 	// Submit refuses (the webhook answers 503 and Meta retries).
@@ -60,9 +63,10 @@ type Options struct {
 	MaxPending int
 	// Retry shapes the delivery backoff; zero values take defaults.
 	Retry RetryPolicy
-	// Poll is how often the timer and the dispatcher look for work that
-	// another replica queued; default 1 s. Work this process queues wakes
-	// them at once.
+	// Poll is how often, with a shared store, the timer and the
+	// dispatcher look for work another replica queued, and so how late an
+	// SLA deadline planned meanwhile may fire; default 1 s. Outbound work
+	// this process queues wakes the dispatcher at once.
 	Poll time.Duration
 }
 
@@ -110,7 +114,7 @@ func New(opts Options) (*Server, error) {
 		opts.Store = engine.NewMemoryStore()
 	}
 	if opts.Shards <= 0 {
-		opts.Shards = 8
+		opts.Shards = 2 * runtime.GOMAXPROCS(0)
 	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 4096
@@ -434,7 +438,13 @@ func (s *Server) committed(decided []schemas.Decision) {
 	if outbound {
 		s.disp.kick()
 	}
-	s.pokeTimer()
+	// The memory store's timer sleeps until the next deadline exactly, so
+	// a unit that planned an earlier one must wake it. A shared store's
+	// timer polls (Options.Poll): waking it at every commit would cost a
+	// query per commit, to find, nearly always, nothing due.
+	if s.memory {
+		s.pokeTimer()
+	}
 }
 
 // record keeps a decision, the message its event carried and its

@@ -96,6 +96,8 @@ type stackOptions struct {
 	Answered chan<- struct{}
 	// Database is a PostgreSQL URL; empty keeps state in memory.
 	Database string
+	// Shards and MaxBatch set the evaluation section; 0 is the default.
+	Shards, MaxBatch int
 }
 
 // serveStack is one daemon with its fakes.
@@ -204,6 +206,7 @@ func newServeStack(tb testing.TB, o stackOptions) *serveStack {
 		cfg.Database = pgtest.Schema(tb)
 	}
 	cfg.Delivery.Workers = o.Workers
+	cfg.Evaluation.Shards, cfg.Evaluation.MaxBatch = o.Shards, o.MaxBatch
 	cfg.Delivery.Attempts, cfg.Delivery.BotAttempts = o.Retry.Attempts, o.Retry.BotAttempts
 	for _, d := range []struct {
 		into *string

@@ -9,14 +9,19 @@ package main
 //	go test -run='^$' -bench=ServePostgres -benchtime=20000x ./cmd/triage/
 //
 // Sub-benchmarks:
-//   - daemon: benchWorkload's signed webhooks from TRIAGE_BENCH_CLIENTS
+//   - reply: benchWorkload's signed webhooks from TRIAGE_BENCH_CLIENTS
 //     concurrent clients (default 32) as fast as they are acknowledged
 //     (each 200 is a committed unit of work), then until every reply
-//     reached the fake Cloud API;
+//     reached the fake Cloud API, with testdata/bench-reply's one rule:
+//     each webhook is pgbench's transaction, then a delivery;
+//   - faq: the same with examples/rules and the FAQ bot, as
+//     BenchmarkServeWebhooks: each FAQ question is two units (the
+//     message, the bot's answer) and two deliveries, and one conversation
+//     in five waits for a human in a team at capacity;
 //   - pgbench: the same number of transactions from as many clients;
-//   - daemon-1000/s and pgbench-1000/s: an open-loop load of 1,000 per
-//     second (webhooks; transactions) for b.N of them, for the latency at
-//     that rate.
+//   - reply-1000/s, faq-1000/s and pgbench-1000/s: an open-loop load of
+//     1,000 per second (webhooks; transactions) for b.N of them, for the
+//     latency at that rate.
 //
 // pgbench must be installed, and PostgreSQL reachable as connectors/
 // postgres/pgtest finds it; without them the benchmark is skipped.
@@ -26,6 +31,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	neturl "net/url"
 	"os"
@@ -174,70 +180,101 @@ func migrated(tb testing.TB) string {
 }
 
 // postAtRate POSTs msgs at rate per second, each on its own schedule
-// whatever the answers to earlier ones (an open loop, as Meta sends), and
-// returns every exchange's latency from its scheduled time.
+// whatever the answers to earlier ones (an open loop, as Meta sends), from
+// at most 256 connections, and returns every exchange's latency from its
+// scheduled time: a request that waited for a free connection counts the
+// wait.
 func postAtRate(tb testing.TB, url string, msgs []benchMsg, rate int) []time.Duration {
-	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, DisableCompression: true}
+	const conns = 256
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: time.Minute}
 	lat := make([]time.Duration, len(msgs))
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
+	due := make(chan int, len(msgs))
 	var wg sync.WaitGroup
-	for i := range msgs {
-		at := start.Add(time.Duration(i) * interval)
-		time.Sleep(time.Until(at))
+	for range conns {
 		wg.Go(func() {
-			m := &msgs[i]
-			for {
-				req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/whatsapp", bytes.NewReader(m.body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set(whatsapp.SignatureHeader, m.sig)
-				resp, err := hc.Do(req)
-				if err != nil {
-					tb.Errorf("webhook %d: %v", i, err)
-					return
+			for i := range due {
+				at := start.Add(time.Duration(i) * interval)
+				time.Sleep(time.Until(at))
+				m := &msgs[i]
+				for {
+					req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/whatsapp", bytes.NewReader(m.body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set(whatsapp.SignatureHeader, m.sig)
+					resp, err := hc.Do(req)
+					if err != nil {
+						tb.Errorf("webhook %d: %v", i, err)
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+					if resp.StatusCode != http.StatusServiceUnavailable {
+						tb.Errorf("webhook %d: status %d", i, resp.StatusCode)
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
 				}
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-				if resp.StatusCode != http.StatusServiceUnavailable {
-					tb.Errorf("webhook %d: status %d", i, resp.StatusCode)
-					return
-				}
-				time.Sleep(5 * time.Millisecond)
+				lat[i] = time.Since(at)
 			}
-			lat[i] = time.Since(at)
 		})
 	}
+	for i := range msgs {
+		due <- i
+	}
+	close(due)
 	wg.Wait()
 	slices.Sort(lat)
 	return lat
 }
 
+// benchReplyRules answers every message with one reply: a webhook then
+// costs pgbench's transaction, and the reply's delivery.
+const benchReplyRules = "testdata/bench-reply"
+
 func BenchmarkServePostgres(b *testing.B) {
 	clients := benchEnv(b, "TRIAGE_BENCH_CLIENTS", 32)
 	pgtest.URL(b)
-	b.Run("daemon", func(b *testing.B) {
-		msgs := benchWorkload(b, b.N)
-		s := newServeStack(b, stackOptions{Bot: "faq", FixedClock: true, Quiet: true, Database: freshSchema})
-		b.ResetTimer()
-		res := postLoad(b, s.URL, msgs, clients)
-		s.waitDelivered(b, len(msgs), 10*time.Minute)
-		elapsed := b.Elapsed()
-		b.StopTimer()
-		slices.Sort(res.latency)
-		events := s.metric(b, `triage_unit_events_sum`)
-		units := s.metric(b, `triage_unit_events_count`)
-		b.ReportMetric(float64(len(msgs))/res.posted.Seconds(), "acked/s")
-		b.ReportMetric(float64(len(msgs))/elapsed.Seconds(), "webhooks/s")
-		b.ReportMetric(events/elapsed.Seconds(), "events/s")
-		b.ReportMetric(events/units, "events/unit")
-		b.ReportMetric(quantileMS(res.latency, 0.50), "p50-ms")
-		b.ReportMetric(quantileMS(res.latency, 0.99), "p99-ms")
-		b.ReportMetric(float64(res.refused)/float64(len(msgs)), "503s/webhook")
-	})
+	daemon := func(rules, bot string) func(b *testing.B) {
+		return func(b *testing.B) {
+			msgs := benchWorkload(b, b.N)
+			s := newServeStack(b, stackOptions{Rules: rules, Bot: bot, FixedClock: true, Quiet: true, Database: freshSchema})
+			b.ResetTimer()
+			res := postLoad(b, s.URL, msgs, clients)
+			s.waitDelivered(b, len(msgs), 10*time.Minute)
+			elapsed := b.Elapsed()
+			b.StopTimer()
+			slices.Sort(res.latency)
+			events := s.metric(b, `triage_unit_events_sum`)
+			units := s.metric(b, `triage_unit_events_count`)
+			b.ReportMetric(float64(len(msgs))/res.posted.Seconds(), "acked/s")
+			b.ReportMetric(float64(len(msgs))/elapsed.Seconds(), "webhooks/s")
+			b.ReportMetric(events/elapsed.Seconds(), "events/s")
+			b.ReportMetric(events/units, "events/unit")
+			b.ReportMetric(quantileMS(res.latency, 0.50), "p50-ms")
+			b.ReportMetric(quantileMS(res.latency, 0.99), "p99-ms")
+			b.ReportMetric(float64(res.refused)/float64(len(msgs)), "503s/webhook")
+		}
+	}
+	atRate := func(rules, bot string) func(b *testing.B) {
+		return func(b *testing.B) {
+			msgs := benchWorkload(b, b.N)
+			s := newServeStack(b, stackOptions{Rules: rules, Bot: bot, FixedClock: true, Quiet: true, Database: freshSchema})
+			b.ResetTimer()
+			lat := postAtRate(b, s.URL, msgs, 1000)
+			b.StopTimer()
+			b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
+			b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
+			b.ReportMetric(quantileMS(lat, 0.999), "p99.9-ms")
+			s.waitDelivered(b, len(msgs), 10*time.Minute)
+		}
+	}
+	b.Run("reply", daemon(benchReplyRules, "none"))
+	b.Run("faq", daemon("", "faq"))
 	b.Run("pgbench", func(b *testing.B) {
 		url := migrated(b)
 		b.ResetTimer()
@@ -247,17 +284,8 @@ func BenchmarkServePostgres(b *testing.B) {
 		b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
 		b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
 	})
-	b.Run("daemon-1000/s", func(b *testing.B) {
-		msgs := benchWorkload(b, b.N)
-		s := newServeStack(b, stackOptions{Bot: "faq", FixedClock: true, Quiet: true, Database: freshSchema})
-		b.ResetTimer()
-		lat := postAtRate(b, s.URL, msgs, 1000)
-		b.StopTimer()
-		b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
-		b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
-		b.ReportMetric(quantileMS(lat, 0.999), "p99.9-ms")
-		s.waitDelivered(b, len(msgs), 10*time.Minute)
-	})
+	b.Run("reply-1000/s", atRate(benchReplyRules, "none"))
+	b.Run("faq-1000/s", atRate("", "faq"))
 	b.Run("pgbench-1000/s", func(b *testing.B) {
 		url := migrated(b)
 		b.ResetTimer()
@@ -291,5 +319,35 @@ func TestPgbenchScript(t *testing.T) {
 	}
 	if events != 50 || decisions != 50 || outbox != 50 || convs == 0 || convs > 50 {
 		t.Errorf("50 transactions wrote %d events, %d decisions, %d outbox rows, %d conversations", events, decisions, outbox, convs)
+	}
+}
+
+// TestServeReplyBenchmarkInput checks, untimed, that the reply workload
+// is what it says: each webhook one decision and one reply, nothing else.
+func TestServeReplyBenchmarkInput(t *testing.T) {
+	const n = 100
+	msgs := benchWorkload(t, n)
+	s := newServeStack(t, stackOptions{Rules: benchReplyRules, Bot: "none", FixedClock: true})
+	postLoad(t, s.URL, msgs, 8)
+	s.waitDelivered(t, n, e2eDeadline)
+	perCustomer := map[string]int{}
+	for _, r := range s.wa.Requests() {
+		if r.Status != http.StatusOK || r.Message.Text == nil || !strings.HasPrefix(r.Message.Text.Body, "Thanks Customer ") {
+			t.Fatalf("unexpected request to the fake: %d %s", r.Status, r.Raw)
+		}
+		perCustomer[r.Message.To]++
+	}
+	want := map[string]int{}
+	for _, m := range msgs {
+		want[m.waID]++
+	}
+	if !maps.Equal(perCustomer, want) {
+		t.Errorf("replies per customer %v, want %v", perCustomer, want)
+	}
+	if got := s.metric(t, `triage_unit_events_sum`); got != n {
+		t.Errorf("%v events evaluated, want %d", got, n)
+	}
+	if len(s.slack.Requests()) != 0 {
+		t.Error("the reply workload pinged Slack")
 	}
 }

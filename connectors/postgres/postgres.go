@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,6 +53,12 @@ type Store struct {
 	// and delivered again, which at-least-once delivery allows. What
 	// acknowledges an event (units of work, statuses) uses pool.
 	outbox *pgxpool.Pool
+	// results carries delivery results to writeResults, which group-
+	// commits them; quit stops it, and written is closed once it stopped.
+	results chan result
+	quit    chan struct{}
+	written chan struct{}
+	closing sync.Once
 	// sharedKey is the advisory lock of the shared assignment state, made
 	// of the schema's name so that stores in different schemas of one
 	// database (tests, tenants) do not wait for each other.
@@ -88,7 +95,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &Store{pool: pool, outbox: outbox}
+	s := &Store{pool: pool, outbox: outbox, results: make(chan result), quit: make(chan struct{}), written: make(chan struct{})}
+	go s.writeResults()
 	if opts.Migrate {
 		if _, err := Migrate(ctx, pool, opts.Logger); err != nil {
 			s.Close()
@@ -115,8 +123,12 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close implements engine.Store.
 func (s *Store) Close() {
-	s.pool.Close()
-	s.outbox.Close()
+	s.closing.Do(func() {
+		close(s.quit)
+		<-s.written
+		s.pool.Close()
+		s.outbox.Close()
+	})
 }
 
 // Migration is one migration Migrate applied.

@@ -188,14 +188,20 @@ func scanItems(rows pgx.Rows) ([]engine.OutboxItem, error) {
 
 // Claim implements engine.Store: the oldest pending item of each order
 // key, when nothing before it of the same key is pending (delivered or
-// dead ones no longer hold it up), due, and not leased; rows another
-// dispatcher is claiming at this moment are skipped, never waited for.
+// dead ones no longer hold it up), due, and not leased, oldest first;
+// rows another dispatcher is claiming at this moment are skipped, never
+// waited for.
 func (s *Store) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]engine.OutboxItem, error) {
 	rows, err := s.outbox.Query(ctx, `WITH c AS (
 			SELECT o.id FROM outbox o
 			WHERE o.result = 'pending' AND o.due_at <= $1 AND (o.leased_until IS NULL OR o.leased_until <= $1)
-				AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key AND p.result = 'pending' AND p.id < o.id)
-			ORDER BY o.due_at, o.id
+				-- First of its key: one probe of outbox_order per candidate,
+				-- whatever the planner thinks of the table's size (a NOT
+				-- EXISTS became a quadratic join on stale statistics).
+				AND o.id = (SELECT min(p.id) FROM outbox p WHERE p.order_key = o.order_key AND p.result = 'pending')
+			-- Oldest first, along outbox_pending: no sort of every
+			-- pending item.
+			ORDER BY o.id
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED)
 		UPDATE outbox o SET leased_until = $3, attempts = o.attempts + 1 FROM c WHERE o.id = c.id
@@ -221,53 +227,20 @@ func sortItems(items []engine.OutboxItem) {
 	}
 }
 
-// finish updates a pending item, in one statement, failing when it is no
-// longer pending or was claimed again since item's attempt (its deliverer
-// was late, its lease ran out): the attempt number is the claim's fencing
-// token.
-func (s *Store) finish(ctx context.Context, item engine.OutboxItem, sql string, args ...any) error {
-	var n int
-	err := s.outbox.QueryRow(ctx, sql, append([]any{item.ID, item.Attempts}, args...)...).Scan(&n)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return fmt.Errorf("outbound item %d (%s): no longer pending, or claimed again since attempt %d", item.ID, item.Key, item.Attempts)
-	}
-	return nil
-}
-
-// Delivered implements engine.Store. The message it sent is added in the
-// same statement; a status Meta reported before this applies to it now.
+// Delivered implements engine.Store. The message it sent is added with
+// the result; a status Meta reported before this applies to it now.
 func (s *Store) Delivered(ctx context.Context, item engine.OutboxItem, at time.Time, sent *schemas.Message) error {
-	var m schemas.Message
-	if sent != nil && item.Conversation != "" {
-		m = *sent
-	}
-	return s.finish(ctx, item, `WITH f AS (
-			UPDATE outbox SET result = 'delivered', done_at = $3, leased_until = NULL, error = ''
-			WHERE id = $1 AND attempts = $2 AND result = 'pending'
-			RETURNING conversation_id),
-		m AS (
-			INSERT INTO messages (conversation_id, at, sender, body, status, event_id, wa_id)
-			SELECT f.conversation_id, $4, $5, $6, coalesce((
-				SELECT s.status FROM (SELECT $7::text AS status UNION ALL SELECT status FROM statuses WHERE wa_id = $9 AND $9 <> '') s
-				ORDER BY array_position(ARRAY['', 'sent', 'delivered', 'read', 'failed'], s.status) DESC NULLS LAST LIMIT 1), $7), $8, $9
-			FROM f WHERE $10)
-		SELECT count(*) FROM f`,
-		at, m.At, m.From, m.Text, m.Status, m.Event, m.ID, sent != nil && item.Conversation != "")
+	return s.finish(ctx, result{item: item, outcome: schemas.DeliveryDelivered, at: at, sent: sent})
 }
 
 // Retry implements engine.Store.
 func (s *Store) Retry(ctx context.Context, item engine.OutboxItem, due time.Time, cause string) error {
-	return s.finish(ctx, item, `WITH f AS (UPDATE outbox SET due_at = $3, error = $4, leased_until = NULL
-		WHERE id = $1 AND attempts = $2 AND result = 'pending' RETURNING 1) SELECT count(*) FROM f`, due, cause)
+	return s.finish(ctx, result{item: item, outcome: schemas.DeliveryPending, at: due, cause: cause})
 }
 
 // Dead implements engine.Store.
 func (s *Store) Dead(ctx context.Context, item engine.OutboxItem, at time.Time, cause string) error {
-	return s.finish(ctx, item, `WITH f AS (UPDATE outbox SET result = 'dead', done_at = $3, error = $4, leased_until = NULL
-		WHERE id = $1 AND attempts = $2 AND result = 'pending' RETURNING 1) SELECT count(*) FROM f`, at, cause)
+	return s.finish(ctx, result{item: item, outcome: schemas.DeliveryDead, at: at, cause: cause})
 }
 
 // Outbound implements engine.Store. NextDue looks only at the items
@@ -279,9 +252,9 @@ func (s *Store) Outbound(ctx context.Context) (engine.OutboundStats, error) {
 	err := s.outbox.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM outbox WHERE result = 'pending'),
 			(SELECT count(*) FROM outbox WHERE result = 'dead'),
-			(SELECT min(GREATEST(o.due_at, COALESCE(o.leased_until, o.due_at))) FROM outbox o
-				WHERE o.result = 'pending'
-					AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key AND p.result = 'pending' AND p.id < o.id))`).
+			(SELECT min(GREATEST(h.due_at, COALESCE(h.leased_until, h.due_at))) FROM (
+				SELECT DISTINCT ON (order_key) due_at, leased_until FROM outbox
+				WHERE result = 'pending' ORDER BY order_key, id) h)`).
 		Scan(&st.Pending, &st.Dead, &next)
 	if next.Valid {
 		st.NextDue = next.Time.UTC()

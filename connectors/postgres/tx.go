@@ -13,25 +13,28 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/schemas"
 )
 
-// Begin implements engine.Store. In one round trip after BEGIN it creates
-// the rows of conversations that do not exist yet (so that there is a row
-// to lock: a concurrent unit creating the same one waits for this one),
-// locks every named conversation in id order (so units never wait for
-// each other in a cycle), loads them and their contacts, and inserts the
-// events, whose conflicts tell the duplicates.
+// Begin implements engine.Store. In one round trip it begins the
+// transaction, creates the rows of conversations that do not exist yet
+// (so that there is a row to lock: a concurrent unit creating the same
+// one waits for this one), locks every named conversation in id order (so
+// units never wait for each other in a cycle), loads them and their
+// contacts, and inserts the events, whose conflicts tell the duplicates.
+// A unit is two round trips in all: this one, and Commit's.
 func (s *Store) Begin(ctx context.Context, convs []string, events []schemas.Event) (engine.Tx, error) {
 	ids := sortedUnique(convs)
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	u := newUnit(s, tx)
+	u := newUnit(s, conn)
 	b := &pgx.Batch{}
+	b.Queue("begin")
 	var contactIDs []string
 	for _, ev := range events {
 		if ev.Contact != nil && ev.Contact.ID != "" {
@@ -44,8 +47,12 @@ func (s *Store) Begin(ctx context.Context, convs []string, events []schemas.Even
 		b.Queue(`SELECT id, state, contact_id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
 			return u.scanConversations(rows)
 		})
-		b.Queue(`SELECT id, state FROM contacts WHERE id = ANY($1) OR id IN (SELECT contact_id FROM conversations WHERE id = ANY($2))`,
-			contactIDs, ids).Query(func(rows pgx.Rows) error { return u.scanContacts(rows) })
+		// Two indexed lookups: with OR between them the planner scans.
+		if len(contactIDs) > 0 {
+			b.Queue(`SELECT id, state FROM contacts WHERE id = ANY($1)`, contactIDs).Query(func(rows pgx.Rows) error { return u.scanContacts(rows) })
+		}
+		b.Queue(`SELECT p.id, p.state FROM conversations c JOIN contacts p ON p.id = c.contact_id WHERE c.id = ANY($1)`, ids).
+			Query(func(rows pgx.Rows) error { return u.scanContacts(rows) })
 	}
 	evs := uniqueEvents(events)
 	if len(evs) > 0 {
@@ -54,7 +61,7 @@ func (s *Store) Begin(ctx context.Context, convs []string, events []schemas.Even
 		for _, ev := range evs {
 			p, err := json.Marshal(ev)
 			if err != nil {
-				_ = tx.Rollback(ctx)
+				conn.Release()
 				return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
 			}
 			eids, econvs, etypes = append(eids, ev.ID), append(econvs, ev.Conversation), append(etypes, ev.Type)
@@ -79,11 +86,9 @@ func (s *Store) Begin(ctx context.Context, convs []string, events []schemas.Even
 	for _, id := range ids {
 		u.held[id] = true
 	}
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			_ = tx.Rollback(ctx)
-			return nil, fmt.Errorf("lock conversations: %w", err)
-		}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		_ = u.Rollback(ctx)
+		return nil, fmt.Errorf("lock conversations: %w", err)
 	}
 	return u, nil
 }
@@ -116,26 +121,31 @@ func sortedUnique(ids []string) []string {
 
 // BeginDue implements engine.Store.
 func (s *Store) BeginDue(ctx context.Context, now time.Time, limit int) (engine.Tx, []string, error) {
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("begin: %w", err)
 	}
-	u := newUnit(s, tx)
+	u := newUnit(s, conn)
 	var ids []string
-	err = queryRows(ctx, tx, `SELECT id, state FROM conversations WHERE next_sla_at <= $1
-		ORDER BY next_sla_at LIMIT $2 FOR UPDATE SKIP LOCKED`, []any{now, limit}, func(rows pgx.Rows) error {
-		var id string
-		var state []byte
-		if err := rows.Scan(&id, &state); err != nil {
-			return err
+	b := &pgx.Batch{}
+	b.Queue("begin")
+	b.Queue(`SELECT id, state FROM conversations WHERE next_sla_at <= $1
+		ORDER BY next_sla_at LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var state []byte
+			if err := rows.Scan(&id, &state); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			u.raw[id] = state
+			u.held[id] = true
 		}
-		ids = append(ids, id)
-		u.raw[id] = state
-		u.held[id] = true
-		return nil
+		return rows.Err()
 	})
+	err = conn.SendBatch(ctx, b).Close()
 	if err != nil || len(ids) == 0 {
-		_ = tx.Rollback(ctx)
+		_ = u.Rollback(ctx)
 		if err != nil {
 			return nil, nil, fmt.Errorf("claim due conversations: %w", err)
 		}
@@ -153,11 +163,12 @@ func (s *Store) NextDeadline(ctx context.Context) (time.Time, bool, error) {
 	return at.Time, at.Valid, nil
 }
 
-// unit is a Store unit of work: a transaction, what it loaded, and what
-// it will write at Commit in one round trip.
+// unit is a Store unit of work: a transaction on a connection of its
+// own, what it loaded, and what it will write at Commit in one round
+// trip.
 type unit struct {
 	s    *Store
-	tx   pgx.Tx
+	conn *pgxpool.Conn     // in the unit's transaction
 	held map[string]bool   // conversations locked by this unit
 	raw  map[string][]byte // states loaded, not yet decoded (nil: no state yet)
 	conv map[string]*engine.Conv
@@ -177,8 +188,8 @@ type unit struct {
 	done     bool
 }
 
-func newUnit(s *Store, tx pgx.Tx) *unit {
-	return &unit{s: s, tx: tx, held: map[string]bool{}, raw: map[string][]byte{}, conv: map[string]*engine.Conv{},
+func newUnit(s *Store, conn *pgxpool.Conn) *unit {
+	return &unit{s: s, conn: conn, held: map[string]bool{}, raw: map[string][]byte{}, conv: map[string]*engine.Conv{},
 		contacts: map[string]schemas.Contact{}, people: map[string]*schemas.Contact{}, looked: map[string]bool{},
 		pre: map[string]bool{}, asked: map[string]bool{}, checked: map[string]bool{}, made: map[string]*schemas.Event{}}
 }
@@ -235,7 +246,7 @@ func (u *unit) Seen(id string) (bool, error) {
 	// An event triage made itself (an SLA deadline): inserted at commit,
 	// with its decision.
 	var dup bool
-	if err := u.tx.QueryRow(u.ctx(), `SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)`, id).Scan(&dup); err != nil {
+	if err := u.conn.QueryRow(u.ctx(), `SELECT EXISTS (SELECT 1 FROM events WHERE id = $1)`, id).Scan(&dup); err != nil {
 		return false, err
 	}
 	u.checked[id] = !dup
@@ -290,7 +301,7 @@ func (u *unit) Contact(id string) (*schemas.Contact, error) {
 		c, ok = schemas.Contact{ID: id}, true // new: Begin found no row
 	} else if !ok {
 		var state []byte
-		err := u.tx.QueryRow(u.ctx(), `SELECT state FROM contacts WHERE id = $1`, id).Scan(&state)
+		err := u.conn.QueryRow(u.ctx(), `SELECT state FROM contacts WHERE id = $1`, id).Scan(&state)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			c = schemas.Contact{ID: id}
@@ -335,7 +346,7 @@ func (u *unit) Shared() (*engine.Shared, error) {
 		}
 		return rows.Err()
 	})
-	if err := u.tx.SendBatch(u.ctx(), b).Close(); err != nil {
+	if err := u.conn.SendBatch(u.ctx(), b).Close(); err != nil {
 		return nil, fmt.Errorf("shared state: %w", err)
 	}
 	for name, q := range queues {
@@ -392,7 +403,7 @@ func (u *unit) Peek() (*engine.Shared, error) {
 	}
 	b := &pgx.Batch{}
 	sh, teams := u.queueSharedReads(b)
-	if err := u.tx.SendBatch(u.ctx(), b).Close(); err != nil {
+	if err := u.conn.SendBatch(u.ctx(), b).Close(); err != nil {
 		return nil, fmt.Errorf("shared state: %w", err)
 	}
 	for _, t := range teams {
@@ -410,11 +421,11 @@ func (u *unit) Queued(id string) (*engine.Conv, error) {
 	}
 	if !u.held[id] {
 		var state []byte
-		err := u.tx.QueryRow(u.ctx(), `SELECT state FROM conversations WHERE id = $1 FOR UPDATE SKIP LOCKED`, id).Scan(&state)
+		err := u.conn.QueryRow(u.ctx(), `SELECT state FROM conversations WHERE id = $1 FOR UPDATE SKIP LOCKED`, id).Scan(&state)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			var exists bool
-			if err := u.tx.QueryRow(u.ctx(), `SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1)`, id).Scan(&exists); err != nil {
+			if err := u.conn.QueryRow(u.ctx(), `SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1)`, id).Scan(&exists); err != nil {
 				return nil, err
 			}
 			if exists {
@@ -445,8 +456,8 @@ func (u *unit) Record(r engine.Record) error {
 	return nil
 }
 
-// Commit implements engine.Tx: every write of the unit in one round trip,
-// then COMMIT.
+// Commit implements engine.Tx: every write of the unit and COMMIT, in
+// one round trip.
 func (u *unit) Commit(ctx context.Context) error {
 	if u.done {
 		return errDone
@@ -456,16 +467,19 @@ func (u *unit) Commit(ctx context.Context) error {
 		_ = u.Rollback(ctx)
 		return err
 	}
-	if b.Len() > 0 {
-		if err := u.tx.SendBatch(ctx, b).Close(); err != nil {
-			_ = u.Rollback(ctx)
-			return fmt.Errorf("write: %w", err)
-		}
-	}
-	u.done = true
-	if err := u.tx.Commit(ctx); err != nil {
+	b.Queue("commit")
+	if err := u.conn.SendBatch(ctx, b).Close(); err != nil {
+		_ = u.Rollback(ctx)
 		return fmt.Errorf("commit: %w", err)
 	}
+	if st := u.conn.Conn().PgConn().TxStatus(); st != 'I' {
+		// Not committed, though no statement said so (a transaction
+		// already aborted answers COMMIT with ROLLBACK).
+		_ = u.Rollback(ctx)
+		return fmt.Errorf("commit: the transaction was rolled back (status %c)", st)
+	}
+	u.done = true
+	u.conn.Release()
 	return nil
 }
 
@@ -475,10 +489,12 @@ func (u *unit) Rollback(ctx context.Context) error {
 		return nil
 	}
 	u.done = true
-	if err := u.tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return err
+	defer u.conn.Release() // a connection still in a transaction is closed, not reused
+	if u.conn.Conn().PgConn().TxStatus() == 'I' {
+		return nil
 	}
-	return nil
+	_, err := u.conn.Exec(context.WithoutCancel(ctx), "rollback")
+	return err
 }
 
 func (u *unit) queueWrites(b *pgx.Batch) error {

@@ -19,7 +19,7 @@ CREATE TABLE conversations (
     -- (engine.Conv.NextDeadline); the timers claim rows by it.
     next_sla_at timestamptz,
     updated_at  timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 70); -- room on the page for updates that touch no index (HOT)
 CREATE INDEX conversations_next_sla ON conversations (next_sla_at) WHERE next_sla_at IS NOT NULL;
 CREATE INDEX conversations_team_status ON conversations (team, status) WHERE state IS NOT NULL;
 
@@ -97,8 +97,8 @@ CREATE TABLE outbox (
     leased_until    timestamptz,
     error           text NOT NULL DEFAULT '',
     done_at         timestamptz
-);
-CREATE INDEX outbox_due ON outbox (due_at, id) WHERE result = 'pending';
+) WITH (fillfactor = 70); -- claims update rows in place (HOT)
+CREATE INDEX outbox_pending ON outbox (id) WHERE result = 'pending';
 CREATE INDEX outbox_order ON outbox (order_key, id) WHERE result = 'pending';
 CREATE INDEX outbox_conversation ON outbox (conversation_id, id);
 CREATE INDEX outbox_dead ON outbox (done_at DESC, id DESC) WHERE result = 'dead';
