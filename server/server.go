@@ -702,4 +702,17 @@ func (s *Server) Ready(context.Context) error {
 	return nil
 }
 
+// DeadDeliveries lists the outbound items given up, newest first.
+func (s *Server) DeadDeliveries(ctx context.Context, limit int) ([]httpapi.DeadDelivery, error) {
+	items, err := s.store.DeadItems(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]httpapi.DeadDelivery, len(items))
+	for i, it := range items {
+		out[i] = httpapi.DeadDelivery{Delivery: it.Delivery(), Conversation: it.Conversation, Contact: it.Contact, Params: it.Params}
+	}
+	return out, nil
+}
+
 var _ httpapi.Backend = (*Server)(nil)

@@ -873,6 +873,42 @@ func testServeE2ESlackOutage(t *testing.T, db string) {
 	}
 }
 
+// A message WhatsApp refuses for good (131026, undeliverable) is given
+// up at once, not retried; it is counted, listed by GET
+// /v1/outbound/dead for supervisors, and does not hold up the customer's
+// next message.
+func TestServeE2EDeadDelivery(t *testing.T) { eachStore(t, testServeE2EDeadDelivery) }
+
+func testServeE2EDeadDelivery(t *testing.T, db string) {
+	s := newServeStack(t, stackOptions{Database: db, Bot: "fake",
+		Retry: server.RetryPolicy{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}})
+	s.wa.FailNext(1, whatsapptest.MetaError(whatsapptest.CodeUndeliverable))
+	s.customer(t, "919800000071", "Priya", "wamid.dead.1", "Can I speak to someone?", e2eMonday)
+	s.waitMetric(t, `triage_outbound_deliveries_total{connector="whatsapp",result="dead"}`, 1)
+	code, body := s.do(t, http.MethodGet, "/v1/outbound/dead", e2eSupervisorToken, nil)
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/outbound/dead: %d %s", code, body)
+	}
+	var list httpapi.DeadList
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Dead) != 1 || list.Dead[0].Key != "wamid.dead.1/human-keyword/2" || list.Dead[0].Attempts != 1 ||
+		list.Dead[0].Conversation != waConv("919800000071") || !strings.Contains(list.Dead[0].Error, "131026") {
+		t.Fatalf("dead list: %+v", list.Dead)
+	}
+	if code, _ := s.do(t, http.MethodGet, "/v1/outbound/dead", e2eAgentToken, nil); code != http.StatusForbidden {
+		t.Errorf("an agent read the dead list: %d", code)
+	}
+	eventually(t, "the dead gauge", func() (bool, string) {
+		v := s.metric(t, `triage_outbound_dead`)
+		return v == 1, fmt.Sprint(v)
+	})
+	// The next message still goes out.
+	s.customer(t, "919800000071", "Priya", "wamid.dead.2", "hello?? is an agent there?", e2eMonday.Add(time.Minute))
+	s.waitSent(t, "919800000071", 1)
+}
+
 // A customer who writes again while the bot's earlier work is still
 // queued gets an answer to each message, not the last one answered twice.
 func TestServeE2EEachMessageGetsItsOwnAnswer(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/triage-dev/triage/schemas"
@@ -247,6 +248,26 @@ func (s *Server) listConversations(w http.ResponseWriter, r *http.Request, p *pr
 		}
 	}
 	writeJSON(w, http.StatusOK, ConversationList{Conversations: out})
+}
+
+// listDead serves GET /v1/outbound/dead?limit=N (default 100, at most
+// 1,000): the outbound items given up, newest first.
+func (s *Server) listDead(w http.ResponseWriter, r *http.Request, p *principal) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to 1000", v))
+			return
+		}
+		limit = n
+	}
+	dead, err := s.b.DeadDeliveries(r.Context(), limit)
+	if err != nil {
+		s.internal(r.Context(), w, "list dead deliveries", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, DeadList{Dead: nonNil(dead)})
 }
 
 // getRules serves GET /v1/rules.

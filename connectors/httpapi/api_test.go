@@ -159,15 +159,16 @@ func TestRoles(t *testing.T) {
 		convs    = endpoint{"GET", "/v1/conversations", ""}
 		rules    = endpoint{"GET", "/v1/rules", ""}
 		reload   = endpoint{"POST", "/-/reload", ""}
-		all      = []endpoint{events, conv, convs, rules, reload}
+		dead     = endpoint{"GET", "/v1/outbound/dead", ""}
+		all      = []endpoint{events, conv, convs, rules, reload, dead}
 		statuses = map[string]map[endpoint]int{
 			// c1 is assigned to anita, so agent means anita here.
-			"agent":      {events: 403, conv: 200, convs: 200, rules: 403, reload: 403},
-			"supervisor": {events: 403, conv: 200, convs: 200, rules: 200, reload: 403},
-			"admin":      {events: 202, conv: 200, convs: 200, rules: 200, reload: 200},
-			"service":    {events: 202, conv: 403, convs: 403, rules: 403, reload: 403},
-			"no token":   {events: 401, conv: 401, convs: 401, rules: 401, reload: 401},
-			"unknown":    {events: 401, conv: 401, convs: 401, rules: 401, reload: 401},
+			"agent":      {events: 403, conv: 200, convs: 200, rules: 403, reload: 403, dead: 403},
+			"supervisor": {events: 403, conv: 200, convs: 200, rules: 200, reload: 403, dead: 200},
+			"admin":      {events: 202, conv: 200, convs: 200, rules: 200, reload: 200, dead: 200},
+			"service":    {events: 202, conv: 403, convs: 403, rules: 403, reload: 403, dead: 403},
+			"no token":   {events: 401, conv: 401, convs: 401, rules: 401, reload: 401, dead: 401},
+			"unknown":    {events: 401, conv: 401, convs: 401, rules: 401, reload: 401, dead: 401},
 		}
 		tokens = map[string]string{
 			"agent": tokAnita, "supervisor": tokSupervisor, "admin": tokAdmin, "service": tokService,
@@ -533,4 +534,34 @@ func newRequest(method, target, body string) *http.Request {
 		return httptest.NewRequest(method, target, nil)
 	}
 	return httptest.NewRequest(method, target, strings.NewReader(body))
+}
+
+// TestDeadDeliveries: the list of what was given up, and its limit.
+func TestDeadDeliveries(t *testing.T) {
+	ts := newTestServer(t, nil)
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	ts.b.dead = []DeadDelivery{{
+		Delivery:     schemas.Delivery{Key: "m1/handoff/2", Kind: "reply", Result: schemas.DeliveryDead, Attempts: 1, Error: "whatsapp: 131026 message undeliverable", At: at},
+		Conversation: "c1", Contact: "919800000001", Params: map[string]any{"text": "hello"},
+	}}
+	w := ts.call("GET", "/v1/outbound/dead?limit=5", tokSupervisor, "")
+	if w.Code != 200 {
+		t.Fatalf("code %d: %s", w.Code, w.Body.String())
+	}
+	want := `{"dead":[{"key":"m1/handoff/2","kind":"reply","result":"dead","attempts":1,"error":"whatsapp: 131026 message undeliverable","at":"2026-11-21T10:00:00Z","conversation":"c1","contact":"919800000001","params":{"text":"hello"}}]}`
+	if got := strings.TrimSpace(w.Body.String()); got != want {
+		t.Errorf("body\n got %s\nwant %s", got, want)
+	}
+	if ts.b.deadLimit != 5 {
+		t.Errorf("limit asked %d, want 5", ts.b.deadLimit)
+	}
+	for _, bad := range []string{"0", "1001", "many"} {
+		if w := ts.call("GET", "/v1/outbound/dead?limit="+bad, tokAdmin, ""); w.Code != 400 {
+			t.Errorf("limit=%s: code %d, want 400", bad, w.Code)
+		}
+	}
+	ts.b.dead = nil
+	if w := ts.call("GET", "/v1/outbound/dead", tokAdmin, ""); strings.TrimSpace(w.Body.String()) != `{"dead":[]}` || ts.b.deadLimit != 100 {
+		t.Errorf("none dead: %s (limit %d)", w.Body.String(), ts.b.deadLimit)
+	}
 }

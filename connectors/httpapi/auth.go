@@ -24,13 +24,17 @@ const (
 	canReadRules
 	// canReload lets a caller reload the rules.
 	canReload
+	// canReadOutbound lets a caller list outbound work given up: it
+	// names every conversation's customers, so it is for those who read
+	// every conversation.
+	canReadOutbound
 )
 
 // grants is the table of spec section 11, as far as this API goes.
 var grants = map[string][]permission{
 	RoleAgent:      {canReadConversations},
-	RoleSupervisor: {canReadConversations, canReadRules},
-	RoleAdmin:      {canReadConversations, canReadRules, canReload, canPostEvents},
+	RoleSupervisor: {canReadConversations, canReadRules, canReadOutbound},
+	RoleAdmin:      {canReadConversations, canReadRules, canReload, canPostEvents, canReadOutbound},
 	RoleService:    {canPostEvents},
 }
 

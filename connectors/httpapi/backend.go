@@ -32,6 +32,23 @@ type Backend interface {
 	Reload(ctx context.Context) error
 	// Ready reports whether the daemon can take traffic.
 	Ready(ctx context.Context) error
+	// DeadDeliveries lists outbound items given up after their attempts,
+	// newest first, at most limit.
+	DeadDeliveries(ctx context.Context, limit int) ([]DeadDelivery, error)
+}
+
+// DeadDelivery is an outbound item given up after its attempts: what it
+// was to deliver, to whom, and why it could not.
+type DeadDelivery struct {
+	schemas.Delivery
+	Conversation string         `json:"conversation,omitempty"`
+	Contact      string         `json:"contact,omitempty"`
+	Params       map[string]any `json:"params"`
+}
+
+// DeadList is the answer of GET /v1/outbound/dead.
+type DeadList struct {
+	Dead []DeadDelivery `json:"dead"`
 }
 
 // Filter narrows a conversation list. Empty fields match everything;

@@ -66,6 +66,8 @@ type fakeBackend struct {
 	afterReload RulesStatus
 	readyErr    error
 	panicOn     string
+	dead        []DeadDelivery
+	deadLimit   int
 }
 
 func newFakeBackend() *fakeBackend {
@@ -133,6 +135,13 @@ func (f *fakeBackend) Reload(ctx context.Context) error {
 	}
 	f.rules = f.afterReload
 	return nil
+}
+
+func (f *fakeBackend) DeadDeliveries(ctx context.Context, limit int) ([]DeadDelivery, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadLimit = limit
+	return f.dead, nil
 }
 
 func (f *fakeBackend) Ready(ctx context.Context) error {

@@ -201,6 +201,7 @@ func New(cfg Config, b Backend) (*Server, error) {
 	s.route("GET /v1/conversations/{id}", s.authorize(canReadConversations, s.getConversation))
 	s.route("GET /v1/conversations", s.authorize(canReadConversations, s.listConversations))
 	s.route("GET /v1/rules", s.authorize(canReadRules, s.getRules))
+	s.route("GET /v1/outbound/dead", s.authorize(canReadOutbound, s.listDead))
 	s.route("POST /-/reload", s.authorize(canReload, s.reload))
 	s.route("GET /metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{
 		ErrorLog:      promLogger{log},
