@@ -9,6 +9,9 @@ package main
 //	go test -run='^$' -bench=ServePostgres -benchtime=20000x ./cmd/triage/
 //
 // Sub-benchmarks:
+//   - ack: with testdata/bench-ack's one rule, which tags and sends
+//     nothing: webhooks acknowledged per second, each a committed unit of
+//     work, with no delivery work competing;
 //   - reply: benchWorkload's signed webhooks from TRIAGE_BENCH_CLIENTS
 //     concurrent clients (default 32) as fast as they are acknowledged
 //     (each 200 is a committed unit of work), then until every reply
@@ -233,8 +236,12 @@ func postAtRate(tb testing.TB, url string, msgs []benchMsg, rate int) []time.Dur
 }
 
 // benchReplyRules answers every message with one reply: a webhook then
-// costs pgbench's transaction, and the reply's delivery.
-const benchReplyRules = "testdata/bench-reply"
+// costs pgbench's transaction, and the reply's delivery. benchAckRules
+// only tags it: the acknowledgement path alone.
+const (
+	benchReplyRules = "testdata/bench-reply"
+	benchAckRules   = "testdata/bench-ack"
+)
 
 func BenchmarkServePostgres(b *testing.B) {
 	clients := benchEnv(b, "TRIAGE_BENCH_CLIENTS", 32)
@@ -273,6 +280,20 @@ func BenchmarkServePostgres(b *testing.B) {
 			s.waitDelivered(b, len(msgs), 10*time.Minute)
 		}
 	}
+	b.Run("ack", func(b *testing.B) {
+		msgs := benchWorkload(b, b.N)
+		s := newServeStack(b, stackOptions{Rules: benchAckRules, Bot: "none", FixedClock: true, Quiet: true, Database: freshSchema})
+		b.ResetTimer()
+		res := postLoad(b, s.URL, msgs, clients)
+		b.StopTimer()
+		slices.Sort(res.latency)
+		events := s.metric(b, `triage_unit_events_sum`)
+		units := s.metric(b, `triage_unit_events_count`)
+		b.ReportMetric(float64(len(msgs))/res.posted.Seconds(), "acked/s")
+		b.ReportMetric(events/units, "events/unit")
+		b.ReportMetric(quantileMS(res.latency, 0.50), "p50-ms")
+		b.ReportMetric(quantileMS(res.latency, 0.99), "p99-ms")
+	})
 	b.Run("reply", daemon(benchReplyRules, "none"))
 	b.Run("faq", daemon("", "faq"))
 	b.Run("pgbench", func(b *testing.B) {
@@ -349,5 +370,23 @@ func TestServeReplyBenchmarkInput(t *testing.T) {
 	}
 	if len(s.slack.Requests()) != 0 {
 		t.Error("the reply workload pinged Slack")
+	}
+}
+
+// TestServeAckBenchmarkInput checks, untimed, that the ack workload sends
+// nothing: each webhook is one decision, tagged, and no request leaves.
+func TestServeAckBenchmarkInput(t *testing.T) {
+	const n = 60
+	msgs := benchWorkload(t, n)
+	s := newServeStack(t, stackOptions{Rules: benchAckRules, Bot: "none", FixedClock: true})
+	postLoad(t, s.URL, msgs, 8)
+	if got := s.metric(t, `triage_unit_events_sum`); got != n {
+		t.Errorf("%v events evaluated, want %d", got, n)
+	}
+	if got := s.metric(t, `triage_actions_total{outcome="applied",type="tag"}`); got != n {
+		t.Errorf("%v tags applied, want %d", got, n)
+	}
+	if len(s.wa.Requests()) != 0 || len(s.slack.Requests()) != 0 {
+		t.Error("the ack workload sent something")
 	}
 }
