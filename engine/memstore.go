@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -35,12 +34,12 @@ type MemoryStore struct {
 	statuses  map[string]bool
 	early     map[string]string // statuses of messages not stored yet, by message id
 
-	due   dueHeap              // conversations by next SLA deadline; stale entries are skipped
+	due   minHeap[dueEntry]    // conversations by next SLA deadline; stale entries are skipped
 	dueAt map[string]time.Time // each conversation's indexed deadline
 
 	items   map[int64]*memItem
-	queues  map[string][]int64 // pending items of each order key, oldest first
-	ready   readyHeap          // the first item of each key, by when it may be claimed; stale entries are skipped
+	queues  map[string][]int64  // pending items of each order key, oldest first
+	ready   minHeap[readyEntry] // the first item of each key, by when it may be claimed; stale entries are skipped
 	pending int
 	byConv  map[string][]int64
 	dead    []int64
@@ -69,22 +68,12 @@ type readyEntry struct {
 	id int64
 }
 
-type readyHeap []readyEntry
-
-func (h readyHeap) Len() int { return len(h) }
-func (h readyHeap) Less(i, j int) bool {
-	if !h[i].at.Equal(h[j].at) {
-		return h[i].at.Before(h[j].at)
+// readyLess orders ready items by time, then by id.
+func readyLess(a, b readyEntry) bool {
+	if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
 	}
-	return h[i].id < h[j].id
-}
-func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *readyHeap) Push(x any)   { *h = append(*h, x.(readyEntry)) }
-func (h *readyHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+	return a.id < b.id
 }
 
 // readyAt is when an item may be claimed, if it is first of its key.
@@ -111,19 +100,18 @@ func (s *MemoryStore) fresh(e readyEntry) (*memItem, bool) {
 func (s *MemoryStore) offer(order string) {
 	if q := s.queues[order]; len(q) > 0 {
 		it := s.items[q[0]]
-		heap.Push(&s.ready, readyEntry{at: it.readyAt(), id: it.ID})
+		s.ready.push(readyEntry{at: it.readyAt(), id: it.ID})
 	}
 }
 
 // topReady drops stale entries and returns the earliest fresh one;
 // called with mu held.
 func (s *MemoryStore) topReady() (readyEntry, *memItem, bool) {
-	for len(s.ready) > 0 {
-		e := s.ready[0]
+	for e, ok := s.ready.peek(); ok; e, ok = s.ready.peek() {
 		if it, ok := s.fresh(e); ok {
 			return e, it, true
 		}
-		heap.Pop(&s.ready)
+		s.ready.pop()
 	}
 	return readyEntry{}, nil, false
 }
@@ -131,19 +119,6 @@ func (s *MemoryStore) topReady() (readyEntry, *memItem, bool) {
 type dueEntry struct {
 	at   time.Time
 	conv string
-}
-
-type dueHeap []dueEntry
-
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueEntry)) }
-func (h *dueHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
 
 // NewMemoryStore returns an empty store.
@@ -159,6 +134,8 @@ func NewMemoryStore() *MemoryStore {
 		sentBy:    map[string]msgRef{},
 		statuses:  map[string]bool{},
 		early:     map[string]string{},
+		due:       newMinHeap(func(a, b dueEntry) bool { return a.at.Before(b.at) }),
+		ready:     newMinHeap(readyLess),
 		dueAt:     map[string]time.Time{},
 		items:     map[int64]*memItem{},
 		queues:    map[string][]int64{},
@@ -263,8 +240,8 @@ func (s *MemoryStore) BeginDue(_ context.Context, now time.Time, limit int) (Tx,
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ids, skipped []dueEntry
-	for len(s.due) > 0 && len(ids) < limit && !s.due[0].at.After(now) {
-		e := heap.Pop(&s.due).(dueEntry)
+	for next, ok := s.due.peek(); ok && len(ids) < limit && !next.at.After(now); next, ok = s.due.peek() {
+		e := s.due.pop()
 		if at, ok := s.dueAt[e.conv]; !ok || !at.Equal(e.at) {
 			continue // stale: the deadline moved or fired
 		}
@@ -276,7 +253,7 @@ func (s *MemoryStore) BeginDue(_ context.Context, now time.Time, limit int) (Tx,
 		ids = append(ids, e)
 	}
 	for _, e := range skipped {
-		heap.Push(&s.due, e)
+		s.due.push(e)
 	}
 	if len(ids) == 0 {
 		return nil, nil, nil
@@ -295,12 +272,11 @@ func (s *MemoryStore) BeginDue(_ context.Context, now time.Time, limit int) (Tx,
 func (s *MemoryStore) NextDeadline(context.Context) (time.Time, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.due) > 0 {
-		e := s.due[0]
+	for e, ok := s.due.peek(); ok; e, ok = s.due.peek() {
 		if at, ok := s.dueAt[e.conv]; ok && at.Equal(e.at) {
 			return e.at, true, nil
 		}
-		heap.Pop(&s.due)
+		s.due.pop()
 	}
 	return time.Time{}, false, nil
 }
@@ -314,7 +290,7 @@ func (s *MemoryStore) index(c *Conv) {
 		delete(s.dueAt, c.ID)
 	case !had || !old.Equal(next):
 		s.dueAt[c.ID] = next
-		heap.Push(&s.due, dueEntry{at: next, conv: c.ID})
+		s.due.push(dueEntry{at: next, conv: c.ID})
 	}
 }
 
@@ -391,11 +367,11 @@ func (s *MemoryStore) Claim(_ context.Context, now time.Time, limit int, lease t
 		if !ok || e.at.After(now) {
 			break
 		}
-		heap.Pop(&s.ready)
+		s.ready.pop()
 		it.leased = now.Add(lease)
 		it.Attempts++
 		// Claimable again if the lease runs out undelivered.
-		heap.Push(&s.ready, readyEntry{at: it.readyAt(), id: it.ID})
+		s.ready.push(readyEntry{at: it.readyAt(), id: it.ID})
 		out = append(out, it.OutboxItem)
 	}
 	return out, nil
@@ -755,7 +731,7 @@ func (tx *memTx) Commit(context.Context) error {
 		if _, loaded := tx.convs[e.conv]; !loaded {
 			if _, ok := s.dueAt[e.conv]; !ok {
 				s.dueAt[e.conv] = e.at
-				heap.Push(&s.due, e)
+				s.due.push(e)
 			}
 		}
 	}
@@ -778,7 +754,7 @@ func (tx *memTx) Rollback(context.Context) error {
 	for _, e := range tx.popped {
 		if _, ok := s.dueAt[e.conv]; !ok {
 			s.dueAt[e.conv] = e.at
-			heap.Push(&s.due, e)
+			s.due.push(e)
 		}
 	}
 	tx.release()

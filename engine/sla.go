@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"container/heap"
 	"fmt"
 	"math"
 	"sort"
@@ -108,23 +107,12 @@ type deadline struct {
 	seq     int
 }
 
-type deadlines []deadline
-
-func (d deadlines) Len() int { return len(d) }
-func (d deadlines) Less(i, j int) bool {
-	if !d[i].at.Equal(d[j].at) {
-		return d[i].at.Before(d[j].at)
+// deadlineLess orders planned deadlines by time, then by planning order.
+func deadlineLess(a, b deadline) bool {
+	if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
 	}
-	return d[i].seq < d[j].seq
-}
-func (d deadlines) Swap(i, j int)    { d[i], d[j] = d[j], d[i] }
-func (d *deadlines) Push(x any)      { *d = append(*d, x.(deadline)) }
-func (d *deadlines) push(x deadline) { heap.Push(d, x) }
-func (d *deadlines) Pop() any {
-	old := *d
-	x := old[len(old)-1]
-	*d = old[:len(old)-1]
-	return x
+	return a.seq < b.seq
 }
 
 func (c *metricClock) start(at time.Time) {
@@ -468,10 +456,8 @@ func (p *pass) slaETA() (int, bool) {
 
 // NextDeadline returns when the earliest planned SLA deadline falls.
 func (e *Engine) NextDeadline() (time.Time, bool) {
-	if len(e.mem.deadlines) == 0 {
-		return time.Time{}, false
-	}
-	return e.mem.deadlines[0].at, true
+	dl, ok := e.mem.deadlines.peek()
+	return dl.at, ok
 }
 
 // FireDue evaluates, in deadline order, every SLA deadline due at or
@@ -481,8 +467,8 @@ func (e *Engine) NextDeadline() (time.Time, bool) {
 func (e *Engine) FireDue(set *rules.Set, until time.Time) []schemas.Decision {
 	var out []schemas.Decision
 	m := e.mem
-	for len(m.deadlines) > 0 && !m.deadlines[0].at.After(until) {
-		dl := heap.Pop(&m.deadlines).(deadline)
+	for next, ok := m.deadlines.peek(); ok && !next.at.After(until); next, ok = m.deadlines.peek() {
+		dl := m.deadlines.pop()
 		c := m.convs[dl.conv]
 		if c == nil {
 			continue

@@ -220,17 +220,18 @@ type Memory struct {
 	seen     map[string]bool
 	shared   *Shared
 
-	deadlines deadlines // planned SLA events, earliest first
-	seq       int       // insertion order, to break ties between deadlines
+	deadlines minHeap[deadline] // planned SLA events, earliest first
+	seq       int               // insertion order, to break ties between deadlines
 }
 
 // NewMemory returns empty state.
 func NewMemory() *Memory {
 	return &Memory{
-		convs:    map[string]*Conv{},
-		contacts: map[string]*schemas.Contact{},
-		seen:     map[string]bool{},
-		shared:   NewShared(),
+		convs:     map[string]*Conv{},
+		contacts:  map[string]*schemas.Contact{},
+		seen:      map[string]bool{},
+		shared:    NewShared(),
+		deadlines: newMinHeap(deadlineLess),
 	}
 }
 

@@ -110,6 +110,24 @@ func benchWorkload(tb testing.TB, n int) []benchMsg {
 	return msgs
 }
 
+// post sends m to the daemon's webhook as Meta does and returns the
+// answer's status, its body read and closed.
+func (m *benchMsg) post(hc *http.Client, url string) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, url+"/webhooks/whatsapp", bytes.NewReader(m.body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(whatsapp.SignatureHeader, m.sig)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
 // loadResult is what one load run measured.
 type loadResult struct {
 	posted  time.Duration   // until the last webhook was accepted
@@ -143,23 +161,18 @@ func postLoad(tb testing.TB, url string, msgs []benchMsg, clients int) loadResul
 					if res.sentAt[i].IsZero() {
 						res.sentAt[i] = t0
 					}
-					req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/whatsapp", bytes.NewReader(m.body))
-					req.Header.Set("Content-Type", "application/json")
-					req.Header.Set(whatsapp.SignatureHeader, m.sig)
-					resp, err := hc.Do(req)
+					code, err := m.post(hc, url)
 					if err != nil {
 						tb.Errorf("webhook %d: %v", i, err)
 						failed.Store(true)
 						return
 					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
 					lat[w] = append(lat[w], time.Since(t0))
-					if resp.StatusCode == http.StatusOK {
+					if code == http.StatusOK {
 						break
 					}
-					if resp.StatusCode != http.StatusServiceUnavailable {
-						tb.Errorf("webhook %d: status %d", i, resp.StatusCode)
+					if code != http.StatusServiceUnavailable {
+						tb.Errorf("webhook %d: status %d", i, code)
 						failed.Store(true)
 						return
 					}
@@ -292,19 +305,14 @@ func BenchmarkServeWebhooks(b *testing.B) {
 		hc := &http.Client{Transport: tr}
 		lat := make([]time.Duration, 0, len(msgs))
 		b.ResetTimer()
-		for i, m := range msgs {
+		for i := range msgs {
 			t0 := time.Now()
-			req, _ := http.NewRequest(http.MethodPost, s.URL+"/webhooks/whatsapp", bytes.NewReader(m.body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set(whatsapp.SignatureHeader, m.sig)
-			resp, err := hc.Do(req)
+			code, err := msgs[i].post(hc, s.URL)
 			if err != nil {
 				b.Fatalf("webhook %d: %v", i, err)
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Fatalf("webhook %d: status %d", i, resp.StatusCode)
+			if code != http.StatusOK {
+				b.Fatalf("webhook %d: status %d", i, code)
 			}
 			select {
 			case <-answered:

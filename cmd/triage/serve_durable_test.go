@@ -147,22 +147,6 @@ func (p *serveProcess) waitReady(t *testing.T) {
 	})
 }
 
-// eventuallyWithin is eventually with a deadline of its own.
-func eventuallyWithin(tb testing.TB, limit time.Duration, what string, cond func() (bool, string)) {
-	tb.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("gave up after %v waiting for %s; last seen: %s", limit, what, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // openPool connects the test itself to the daemons' schema.
 func openPool(t *testing.T, url string) *pgxpool.Pool {
 	t.Helper()

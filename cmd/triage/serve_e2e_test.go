@@ -367,14 +367,20 @@ func (s *serveStack) waitSent(tb testing.TB, to string, n int) []string {
 // eventually polls cond until it holds or e2eDeadline passes.
 func eventually(tb testing.TB, what string, cond func() (bool, string)) {
 	tb.Helper()
-	deadline := time.Now().Add(e2eDeadline)
+	eventuallyWithin(tb, e2eDeadline, what, cond)
+}
+
+// eventuallyWithin is eventually with a deadline of its own.
+func eventuallyWithin(tb testing.TB, limit time.Duration, what string, cond func() (bool, string)) {
+	tb.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		ok, state := cond()
 		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("gave up after %v waiting for %s; last seen: %s", e2eDeadline, what, state)
+			tb.Fatalf("gave up after %v waiting for %s; last seen: %s", limit, what, state)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -204,20 +204,16 @@ func postAtRate(tb testing.TB, url string, msgs []benchMsg, rate int) []time.Dur
 				time.Sleep(time.Until(at))
 				m := &msgs[i]
 				for {
-					req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/whatsapp", bytes.NewReader(m.body))
-					req.Header.Set("Content-Type", "application/json")
-					req.Header.Set(whatsapp.SignatureHeader, m.sig)
-					resp, err := hc.Do(req)
+					code, err := m.post(hc, url)
 					if err != nil {
 						tb.Errorf("webhook %d: %v", i, err)
 						return
 					}
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
+					if code == http.StatusOK {
 						break
 					}
-					if resp.StatusCode != http.StatusServiceUnavailable {
-						tb.Errorf("webhook %d: status %d", i, resp.StatusCode)
+					if code != http.StatusServiceUnavailable {
+						tb.Errorf("webhook %d: status %d", i, code)
 						return
 					}
 					time.Sleep(5 * time.Millisecond)
