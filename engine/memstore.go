@@ -198,7 +198,7 @@ func (s *MemoryStore) unlock(id string) {
 
 // Begin implements Store.
 func (s *MemoryStore) Begin(ctx context.Context, convs []string, events []schemas.Event) (Tx, error) {
-	ids := sortedUnique(convs)
+	ids := LockOrder(convs)
 	tx := newMemTx(s)
 	for _, id := range ids {
 		if err := s.lock(ctx, id); err != nil {
@@ -224,7 +224,11 @@ func (s *MemoryStore) Begin(ctx context.Context, convs []string, events []schema
 	return tx, nil
 }
 
-func sortedUnique(ids []string) []string {
+// LockOrder returns the conversations a unit of work names in the order
+// a store locks them: sorted, each once, without the empty id. One order
+// for every unit is what keeps two units from waiting for each other in
+// a cycle.
+func LockOrder(ids []string) []string {
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
 		if id != "" {

@@ -604,18 +604,11 @@ func (s *Server) Conversation(ctx context.Context, id string) (httpapi.Conversat
 	return httpapi.ConversationView{
 		Conversation: r.Conversation,
 		Contact:      r.Contact,
-		Messages:     nonNil(r.Messages),
-		Notes:        nonNil(r.Notes),
-		Decisions:    nonNil(r.Decisions),
-		Deliveries:   nonNil(r.Deliveries),
+		Messages:     r.Messages,
+		Notes:        r.Notes,
+		Decisions:    r.Decisions,
+		Deliveries:   r.Deliveries,
 	}, true, nil
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
 }
 
 // Conversations lists conversations matching f.

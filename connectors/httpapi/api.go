@@ -211,6 +211,7 @@ func (s *Server) getConversation(w http.ResponseWriter, r *http.Request, p *prin
 	view.Messages = nonNil(view.Messages)
 	view.Notes = nonNil(view.Notes)
 	view.Decisions = nonNil(view.Decisions)
+	view.Deliveries = nonNil(view.Deliveries)
 	writeJSON(w, http.StatusOK, view)
 }
 

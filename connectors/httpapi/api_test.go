@@ -338,6 +338,7 @@ func TestConversationVisibility(t *testing.T) {
 			Decisions:    []schemas.Decision{{Event: schemas.Event{ID: "m1", Type: "message.received", At: at}, Matched: []string{"r1"}}},
 		}
 		ts.b.convs["c1"] = view
+		view.Deliveries = []Delivery{} // none: printed [], not null
 		w := ts.call("GET", "/v1/conversations/c1", tokAnita, "")
 		var got ConversationView
 		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,7 +28,7 @@ import (
 // contacts, and inserts the events, whose conflicts tell the duplicates.
 // A unit is two round trips in all: this one, and Commit's.
 func (s *Store) Begin(ctx context.Context, convs []string, events []schemas.Event) (engine.Tx, error) {
-	ids := sortedUnique(convs)
+	ids := engine.LockOrder(convs)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -106,17 +107,6 @@ func uniqueEvents(events []schemas.Event) []schemas.Event {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
-}
-
-func sortedUnique(ids []string) []string {
-	out := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if id != "" {
-			out = append(out, id)
-		}
-	}
-	sort.Strings(out)
-	return slices.Compact(out)
 }
 
 // BeginDue implements engine.Store.
@@ -558,7 +548,7 @@ func (u *unit) queueShared(b *pgx.Batch) {
 	var ids, statuses []string
 	var open []int32
 	for _, a := range u.shared.Agents() {
-		if i, ok := slices.BinarySearchFunc(u.before, a.ID, func(x engine.AgentState, id string) int { return compare(x.ID, id) }); ok && u.before[i] == a {
+		if i, ok := slices.BinarySearchFunc(u.before, a.ID, func(x engine.AgentState, id string) int { return cmp.Compare(x.ID, id) }); ok && u.before[i] == a {
 			continue
 		}
 		ids, statuses, open = append(ids, a.ID), append(statuses, a.Status), append(open, int32(a.Open))
@@ -621,16 +611,6 @@ func (u *unit) queueShared(b *pgx.Batch) {
 			SELECT c, t, s, r FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) WITH ORDINALITY AS v(c, t, s, r, n) ORDER BY n`,
 			addConv, addTeam, addSince, addReq)
 	}
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (u *unit) queueRecords(b *pgx.Batch) error {
