@@ -331,6 +331,13 @@ func TestStatuses(t *testing.T) {
 	}
 	eventually(t, "the bot's answer to go out", func() bool { return len(f.texts()) == 1 })
 	id := f.wa.Requests()[0].MessageID
+	// The fake answers before the dispatcher records the message it sent;
+	// these statuses name no conversation (a webhook's do), so they can
+	// only find the message once it is recorded.
+	eventually(t, "the sent message to be recorded", func() bool {
+		v, _, _ := f.srv.Conversation(ctx, "c8")
+		return len(v.Messages) > 0 && v.Messages[len(v.Messages)-1].ID == id
+	})
 	at := time.Now().UTC()
 	_ = f.srv.Statuses(ctx, []whatsapp.Status{{ID: id, Status: "read", Timestamp: at}, {ID: id, Status: "delivered", Timestamp: at}})
 	v, _, _ := f.srv.Conversation(ctx, "c8")
