@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1249,4 +1250,160 @@ func writeFile(tb testing.TB, path string, data []byte) {
 	if err := os.Rename(tmp, path); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// Rule edits while traffic flows: clients post signed webhooks without
+// pause while the rule directory is edited the way editors save (a new
+// file renamed over the old): a threshold raised, then a broken edit,
+// then the fix. Every acknowledged event has exactly one decision, made
+// on a whole rule set (the old or the new, never the broken one), every
+// customer one reply, and what the new threshold decides, it decides for
+// every event evaluated after the reload was reported.
+func TestServeE2EReloadUnderLoad(t *testing.T) { eachStore(t, testServeE2EReloadUnderLoad) }
+
+func testServeE2EReloadUnderLoad(t *testing.T, db string) {
+	dir := t.TempDir()
+	files, _ := filepath.Glob(filepath.Join(e2eExampleRules, "*.yaml"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, filepath.Base(f)), b)
+	}
+	s := newServeStack(t, stackOptions{Database: db, Rules: dir, Bot: "fake", Watch: true})
+	s.bot.Default(bot.Answer{Text: "It is waterproof to 50 m.", Confidence: 0.7})
+	v1 := s.rulesStatus(t).Version
+
+	// saveAs writes path the way vim and most editors save: a new file,
+	// renamed over the old one.
+	saveAs := func(path string, data []byte) {
+		tmp := filepath.Join(dir, ".save-"+filepath.Base(path))
+		writeFile(t, tmp, data)
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	type post struct {
+		wa, id string
+		after  bool // posted after the new set was reported running
+	}
+	var (
+		mu      sync.Mutex
+		posts   []post
+		stop    = make(chan struct{})
+		errs    = make(chan error, 8)
+		clients sync.WaitGroup
+		newSet  atomic.Bool
+		n       atomic.Int64
+	)
+	for c := range 4 {
+		clients.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				wa := fmt.Sprintf("4477009%02d%03d", c, i)
+				id := fmt.Sprintf("wamid.load.%d.%d", c, i)
+				after := newSet.Load()
+				body := whatsapptest.TextWebhook(e2ePhoneID, wa, "Sam", id, "Is it waterproof?", e2eMonday.Add(time.Duration(n.Add(1))*time.Millisecond))
+				code, ans := s.postWebhook(t, body, whatsapptest.Sign(body, e2eSecret))
+				if code != http.StatusOK {
+					errs <- fmt.Errorf("webhook %s: %d %s", id, code, ans)
+					return
+				}
+				mu.Lock()
+				posts = append(posts, post{wa: wa, id: id, after: after})
+				mu.Unlock()
+			}
+		})
+	}
+	waitPosts := func(k int64) {
+		eventually(t, fmt.Sprintf("%d more webhooks", k), func() (bool, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			return int64(len(posts)) >= k, fmt.Sprint(len(posts))
+		})
+	}
+	waitPosts(40)
+
+	// Raise the threshold: 0.7 no longer clears it, so the bot's answers
+	// escalate.
+	params, _ := os.ReadFile(filepath.Join(dir, "params.yaml"))
+	raised := bytes.Replace(params, []byte("confidence_threshold: 0.6"), []byte("confidence_threshold: 0.75"), 1)
+	saveAs(filepath.Join(dir, "params.yaml"), raised)
+	var v2 string
+	eventually(t, "the watcher to load the raised threshold", func() (bool, string) {
+		st := s.rulesStatus(t)
+		v2 = st.Version
+		return st.OK && st.Version != v1, st.Version
+	})
+	newSet.Store(true)
+	mu.Lock()
+	k := int64(len(posts))
+	mu.Unlock()
+	waitPosts(k + 40)
+
+	// A broken edit: rejected, the raised set keeps serving.
+	botPath := filepath.Join(dir, "bot.yaml")
+	good, _ := os.ReadFile(botPath)
+	saveAs(botPath, bytes.Replace(good, []byte("event.confidence < params.confidence_threshold"), []byte(`event.confidence < "0.6"`), 1))
+	eventually(t, "the broken edit to be rejected", func() (bool, string) {
+		st := s.rulesStatus(t)
+		return !st.OK && st.Version == v2, fmt.Sprintf("%+v", st)
+	})
+	mu.Lock()
+	k = int64(len(posts))
+	mu.Unlock()
+	waitPosts(k + 40)
+	saveAs(botPath, good)
+	eventually(t, "the fix to be taken", func() (bool, string) {
+		st := s.rulesStatus(t)
+		return st.OK && st.Version == v2, fmt.Sprintf("%+v", st)
+	})
+	close(stop)
+	clients.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+
+	after := 0
+	for _, p := range posts {
+		texts := s.waitSent(t, p.wa, 1)
+		v := s.conversation(t, waConv(p.wa))
+		var msg, ans []schemas.Decision
+		for _, d := range v.Decisions {
+			switch {
+			case d.Event.ID == p.id:
+				msg = append(msg, d)
+			case d.Event.Type == schemas.BotAnswered:
+				ans = append(ans, d)
+			}
+			if d.RuleSet != v1 && d.RuleSet != v2 {
+				t.Errorf("%s: a decision on rule set %s, neither %s nor %s", p.id, d.RuleSet, v1, v2)
+			}
+		}
+		if len(msg) != 1 || len(ans) != 1 || len(texts) != 1 {
+			t.Fatalf("%s: %d decisions of the message, %d of the bot's answer, replies %q; want one each", p.id, len(msg), len(ans), texts)
+		}
+		escalated := len(ans[0].Matched) > 0 && ans[0].Matched[0] == "low-confidence"
+		if escalated != (ans[0].RuleSet == v2) {
+			t.Errorf("%s: the bot's answer on %s matched %v", p.id, ans[0].RuleSet, ans[0].Matched)
+		}
+		if p.after {
+			after++
+			if msg[0].RuleSet != v2 || ans[0].RuleSet != v2 {
+				t.Errorf("%s, posted after the reload was reported: decided on %s, %s", p.id, msg[0].RuleSet, ans[0].RuleSet)
+			}
+		}
+	}
+	if after < 80 || len(posts)-after < 40 {
+		t.Errorf("%d webhooks before the new set, %d after: the edits did not happen under load", len(posts)-after, after)
+	}
+	t.Logf("%d webhooks, %d after the threshold was raised, no decision on the broken set", len(posts), after)
 }
