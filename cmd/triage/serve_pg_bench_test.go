@@ -26,6 +26,9 @@ package main
 //     1,000 per second (webhooks; transactions) for b.N of them, for the
 //     latency at that rate.
 //
+// TRIAGE_BENCH_SHARDS sets the daemon's evaluation shards (default serve's,
+// GOMAXPROCS).
+//
 // pgbench must be installed, and PostgreSQL reachable as connectors/
 // postgres/pgtest finds it; without them the benchmark is skipped.
 
@@ -41,6 +44,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -241,11 +245,12 @@ const (
 
 func BenchmarkServePostgres(b *testing.B) {
 	clients := benchEnv(b, "TRIAGE_BENCH_CLIENTS", 32)
+	shards := benchEnv(b, "TRIAGE_BENCH_SHARDS", max(2, runtime.GOMAXPROCS(0))) // serve's default
 	pgtest.URL(b)
 	daemon := func(rules, bot string) func(b *testing.B) {
 		return func(b *testing.B) {
 			msgs := benchWorkload(b, b.N)
-			s := newServeStack(b, stackOptions{Rules: rules, Bot: bot, FixedClock: true, Quiet: true, Database: freshSchema})
+			s := newServeStack(b, stackOptions{Rules: rules, Bot: bot, FixedClock: true, Quiet: true, Database: freshSchema, Shards: shards})
 			b.ResetTimer()
 			res := postLoad(b, s.URL, msgs, clients)
 			s.waitDelivered(b, len(msgs), 10*time.Minute)
@@ -266,7 +271,7 @@ func BenchmarkServePostgres(b *testing.B) {
 	atRate := func(rules, bot string) func(b *testing.B) {
 		return func(b *testing.B) {
 			msgs := benchWorkload(b, b.N)
-			s := newServeStack(b, stackOptions{Rules: rules, Bot: bot, FixedClock: true, Quiet: true, Database: freshSchema})
+			s := newServeStack(b, stackOptions{Rules: rules, Bot: bot, FixedClock: true, Quiet: true, Database: freshSchema, Shards: shards})
 			b.ResetTimer()
 			lat := postAtRate(b, s.URL, msgs, 1000)
 			b.StopTimer()
@@ -278,7 +283,7 @@ func BenchmarkServePostgres(b *testing.B) {
 	}
 	b.Run("ack", func(b *testing.B) {
 		msgs := benchWorkload(b, b.N)
-		s := newServeStack(b, stackOptions{Rules: benchAckRules, Bot: "none", FixedClock: true, Quiet: true, Database: freshSchema})
+		s := newServeStack(b, stackOptions{Rules: benchAckRules, Bot: "none", FixedClock: true, Quiet: true, Database: freshSchema, Shards: shards})
 		b.ResetTimer()
 		res := postLoad(b, s.URL, msgs, clients)
 		b.StopTimer()
