@@ -128,12 +128,7 @@ func TestStateSurvivesEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var agents []string
-	for _, team := range set.Teams() {
-		for _, a := range team.Members {
-			agents = append(agents, a.ID)
-		}
-	}
+	agents := benchgen.Agents(set)
 	events := benchgen.Stream(benchgen.StreamConfig{
 		Events: 4000, Conversations: 150, Active: 30, Seed: benchgen.Seed,
 		Keywords: []string{"human", "refund", "now", "complaint"}, KeywordRate: 0.2,

@@ -16,12 +16,7 @@ func TestNextDeadlineIsFirstPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var agents []string
-	for _, team := range set.Teams() {
-		for _, a := range team.Members {
-			agents = append(agents, a.ID)
-		}
-	}
+	agents := benchgen.Agents(set)
 	events := benchgen.Stream(benchgen.StreamConfig{
 		Events: 3000, Conversations: 100, Active: 25, Seed: benchgen.Seed,
 		Keywords: []string{"human", "refund", "now"}, KeywordRate: 0.2,

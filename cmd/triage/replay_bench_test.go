@@ -72,12 +72,7 @@ func newReplayFixture(tb testing.TB, abandoned float64) *replayFixture {
 	if len(keywords) == 0 {
 		tb.Fatal("no keyword lists in examples/rules/vocabulary.yaml")
 	}
-	var agents []string
-	for _, t := range set.Teams() {
-		for _, a := range t.Members {
-			agents = append(agents, a.ID)
-		}
-	}
+	agents := benchgen.Agents(set)
 	events := benchgen.Stream(benchgen.StreamConfig{
 		Events: replayEvents, Conversations: replayConversations, Active: replayActive,
 		Seed: benchgen.Seed, Keywords: keywords, KeywordRate: replayKeywordRate, Agents: agents,
@@ -366,12 +361,7 @@ func BenchmarkReplaySLAWeek(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var agents []string
-	for _, t := range set.Teams() {
-		for _, a := range t.Members {
-			agents = append(agents, a.ID)
-		}
-	}
+	agents := benchgen.Agents(set)
 	events := benchgen.Stream(benchgen.StreamConfig{
 		Events: slaWeekEvents, Conversations: slaWeekConversations, Active: 40,
 		Seed: benchgen.Seed, Keywords: []string{"human", "refund", "now", "complaint"}, KeywordRate: 0.2,

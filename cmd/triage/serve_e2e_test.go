@@ -1153,19 +1153,27 @@ func testServeE2EDecisionsInEvaluationOrder(t *testing.T, db string) {
 // keeps serving; the fixed edit is taken.
 func TestServeE2EReload(t *testing.T) { eachStore(t, testServeE2EReload) }
 
-func testServeE2EReload(t *testing.T, db string) {
-	dir := t.TempDir()
+// copyExampleRules copies examples/rules into a directory of tb's own, to
+// edit.
+func copyExampleRules(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
 	files, err := filepath.Glob(filepath.Join(e2eExampleRules, "*.yaml"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("example rules: %v %v", files, err)
+		tb.Fatalf("example rules: %v %v", files, err)
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		writeFile(t, filepath.Join(dir, filepath.Base(f)), b)
+		writeFile(tb, filepath.Join(dir, filepath.Base(f)), b)
 	}
+	return dir
+}
+
+func testServeE2EReload(t *testing.T, db string) {
+	dir := copyExampleRules(t)
 	s := newServeStack(t, stackOptions{Database: db, Rules: dir, Bot: "fake", Watch: true})
 	s.bot.Default(bot.Answer{Text: "Maybe try restarting it.", Confidence: 0.7})
 	v1 := s.rulesStatus(t)
@@ -1262,15 +1270,7 @@ func writeFile(tb testing.TB, path string, data []byte) {
 func TestServeE2EReloadUnderLoad(t *testing.T) { eachStore(t, testServeE2EReloadUnderLoad) }
 
 func testServeE2EReloadUnderLoad(t *testing.T, db string) {
-	dir := t.TempDir()
-	files, _ := filepath.Glob(filepath.Join(e2eExampleRules, "*.yaml"))
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(dir, filepath.Base(f)), b)
-	}
+	dir := copyExampleRules(t)
 	s := newServeStack(t, stackOptions{Database: db, Rules: dir, Bot: "fake", Watch: true})
 	s.bot.Default(bot.Answer{Text: "It is waterproof to 50 m.", Confidence: 0.7})
 	v1 := s.rulesStatus(t).Version

@@ -360,6 +360,18 @@ func botText(r *rand.Rand) string {
 	return strings.Join(parts, " ")
 }
 
+// Agents returns the id of every member of every team of set, in the
+// set's order: the agents a full stream (StreamConfig.Agents) names.
+func Agents(set *rules.Set) []string {
+	var out []string
+	for _, team := range set.Teams() {
+		for _, a := range team.Members {
+			out = append(out, a.ID)
+		}
+	}
+	return out
+}
+
 // Filter returns the events of the given type, in order.
 func Filter(events []schemas.Event, typ string) []schemas.Event {
 	var out []schemas.Event
