@@ -9,7 +9,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
@@ -851,19 +850,6 @@ func (e *Engine) CloseWindow(conversation string) {
 
 // SetAgentStatus sets an agent's status outside any event, for seeding.
 func (e *Engine) SetAgentStatus(id, status string) { e.mem.shared.agent(id).Status = status }
-
-// ConversationIDs lists the conversations the engine knows, sorted.
-func (e *Engine) ConversationIDs() []string {
-	ids := make([]string, 0, len(e.mem.convs))
-	for id := range e.mem.convs {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
-}
-
-// QueueLengths returns how many conversations wait in each team's queue.
-func (e *Engine) QueueLengths() map[string]int { return e.mem.shared.QueueLengths() }
 
 // Drain assigns conversations waiting in team queues to the agents
 // eligible for them now, oldest first, and returns the assignments. The
