@@ -42,6 +42,9 @@ type Options struct {
 	Migrate bool
 	// Logger receives what migrations did; nil discards it.
 	Logger *slog.Logger
+	// Tracer, when set, sees every statement the store runs (pgx's
+	// tracelog package turns it into a log).
+	Tracer pgx.QueryTracer
 }
 
 // Store is engine.Store in PostgreSQL. It is safe for concurrent use.
@@ -78,6 +81,19 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		// of work the daemon runs at once (a shard each, the timer, the
 		// dispatcher's claims and results).
 		cfg.MaxConns = DefaultMaxConns
+	}
+	if opts.Tracer != nil {
+		cfg.ConnConfig.Tracer = opts.Tracer
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["enable_seqscan"]; !set {
+		// Every statement a unit of work, a claim or a result runs finds
+		// its rows by an index (TestStatementsUseIndexes). A prepared
+		// statement's plan is cached, though, and one made while a table
+		// was a few pages long scans the table whole, every time, until
+		// ANALYZE replans it: after autovacuum saw 10% more rows, or never
+		// where autovacuum is off. BenchmarkServePostgres saw the cost of
+		// a unit grow with the number of conversations that way.
+		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -326,7 +326,7 @@ func (s *Store) Statuses(ctx context.Context, updates []engine.StatusUpdate) ([]
 		convOf := map[string]string{}
 		err = queryRows(ctx, tx, `UPDATE messages m SET status = v.status
 			FROM unnest($1::text[], $2::text[]) AS v(wa_id, status)
-			WHERE m.wa_id = v.wa_id AND v.wa_id <> ''
+			WHERE m.wa_id = v.wa_id AND m.wa_id = ANY($1) AND m.wa_id <> ''
 				AND coalesce(array_position(ARRAY['sent', 'delivered', 'read', 'failed'], v.status), 0)
 					> coalesce(array_position(ARRAY['sent', 'delivered', 'read', 'failed'], m.status), 0)
 			RETURNING m.wa_id, m.conversation_id`, []any{bestIDs, bestSts}, func(rows pgx.Rows) error {
@@ -348,7 +348,7 @@ func (s *Store) Statuses(ctx context.Context, updates []engine.StatusUpdate) ([]
 			}
 		}
 		if len(missing) > 0 {
-			err = queryRows(ctx, tx, `SELECT wa_id, conversation_id FROM messages WHERE wa_id = ANY($1)`, []any{missing}, func(rows pgx.Rows) error {
+			err = queryRows(ctx, tx, `SELECT wa_id, conversation_id FROM messages WHERE wa_id = ANY($1) AND wa_id <> ''`, []any{missing}, func(rows pgx.Rows) error {
 				var id, conv string
 				if err := rows.Scan(&id, &conv); err != nil {
 					return err

@@ -110,12 +110,12 @@ func (s *Store) writeBatch(ctx context.Context, batch []result) (map[int64]bool,
 				done_at = CASE WHEN v.outcome = 'pending' THEN o.done_at ELSE v.at END,
 				due_at = CASE WHEN v.outcome = 'pending' THEN v.at ELSE o.due_at END
 			FROM unnest($1::bigint[], $2::int4[], $3::text[], $4::text[], $5::timestamptz[]) AS v(id, attempts, outcome, cause, at)
-			WHERE o.id = v.id AND o.attempts = v.attempts AND o.result = 'pending'
+			WHERE o.id = v.id AND o.id = ANY($1) AND o.attempts = v.attempts AND o.result = 'pending'
 			RETURNING o.id, o.conversation_id),
 		m AS (
 			INSERT INTO messages (conversation_id, at, sender, body, status, event_id, wa_id)
 			SELECT f.conversation_id, s.at, s.sender, s.body, coalesce((
-					SELECT x.status FROM (SELECT s.status UNION ALL SELECT status FROM statuses WHERE wa_id = s.wa_id AND s.wa_id <> '') x
+					SELECT x.status FROM (SELECT s.status UNION ALL SELECT status FROM statuses WHERE wa_id = s.wa_id AND wa_id <> '') x
 					ORDER BY array_position(ARRAY['', 'sent', 'delivered', 'read', 'failed'], x.status) DESC NULLS LAST LIMIT 1), s.status),
 				s.event_id, s.wa_id
 			FROM f JOIN unnest($6::bigint[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])

@@ -52,7 +52,7 @@ func (s *Store) Begin(ctx context.Context, convs []string, events []schemas.Even
 		if len(contactIDs) > 0 {
 			b.Queue(`SELECT id, state FROM contacts WHERE id = ANY($1)`, contactIDs).Query(func(rows pgx.Rows) error { return u.scanContacts(rows) })
 		}
-		b.Queue(`SELECT p.id, p.state FROM conversations c JOIN contacts p ON p.id = c.contact_id WHERE c.id = ANY($1)`, ids).
+		b.Queue(`SELECT id, state FROM contacts WHERE id = ANY(ARRAY(SELECT contact_id FROM conversations WHERE id = ANY($1)))`, ids).
 			Query(func(rows pgx.Rows) error { return u.scanContacts(rows) })
 	}
 	evs := uniqueEvents(events)
@@ -507,7 +507,7 @@ func (u *unit) queueWrites(b *pgx.Batch) error {
 				contact_id = v.contact, next_sla_at = v.next, updated_at = now()
 			FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
 				AS v(id, state, status, team, assignee, contact, next)
-			WHERE c.id = v.id`, ids, states, statuses, teams, assignees, contacts, next)
+			WHERE c.id = v.id AND c.id = ANY($1)`, ids, states, statuses, teams, assignees, contacts, next)
 	}
 	if len(u.people) > 0 {
 		var ids, states, changes []string
@@ -604,7 +604,7 @@ func (u *unit) queueShared(b *pgx.Batch) {
 		b.Queue(`DELETE FROM queue_entries WHERE conversation_id = ANY($1)`, gone)
 	}
 	if len(updConv) > 0 {
-		b.Queue(`UPDATE queue_entries q SET request = v.r FROM unnest($1::text[], $2::jsonb[]) AS v(c, r) WHERE q.conversation_id = v.c`, updConv, updReq)
+		b.Queue(`UPDATE queue_entries q SET request = v.r FROM unnest($1::text[], $2::jsonb[]) AS v(c, r) WHERE q.conversation_id = v.c AND q.conversation_id = ANY($1)`, updConv, updReq)
 	}
 	if len(addConv) > 0 {
 		b.Queue(`INSERT INTO queue_entries (conversation_id, team, since, request)
