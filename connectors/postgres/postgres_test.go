@@ -28,3 +28,25 @@ func open(t *testing.T) *postgres.Store {
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) engine.Store { return open(t) })
 }
+
+// TestSeqScanSetting checks that the store's sessions plan without
+// sequential scans unless the URL says otherwise.
+func TestSeqScanSetting(t *testing.T) {
+	for _, tc := range []struct{ suffix, want string }{
+		{"", "off"},
+		{"&enable_seqscan=on", "on"},
+	} {
+		s, err := postgres.Open(context.Background(), pgtest.Schema(t)+tc.suffix, postgres.Options{Migrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := s.Pool().QueryRow(context.Background(), `SHOW enable_seqscan`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if got != tc.want {
+			t.Errorf("URL suffix %q: enable_seqscan = %s, want %s", tc.suffix, got, tc.want)
+		}
+	}
+}
