@@ -830,15 +830,18 @@ func testServeE2EWhatsAppOutage(t *testing.T, db string) {
 	if got := s.metric(t, `triage_outbound_deliveries_total{connector="whatsapp",result="dead"}`); got != 0 {
 		t.Errorf("dead deliveries: %v", got)
 	}
-	// The audit log shows them delivered, too.
-	v := s.conversation(t, waConv(customers[0].wa))
-	var out []string
-	for _, m := range v.Messages {
-		if m.From == "triage" {
-			out = append(out, m.Status)
+	// The audit log shows them delivered, too, once each result is
+	// stored (results are written a few ms after the send, together).
+	eventually(t, "three messages sent in the audit log", func() (bool, string) {
+		v := s.conversation(t, waConv(customers[0].wa))
+		var out []string
+		for _, m := range v.Messages {
+			if m.From == "triage" {
+				out = append(out, m.Status)
+			}
 		}
-	}
-	equal(t, "outbound statuses", out, []string{"sent", "sent", "sent"})
+		return slices.Equal(out, []string{"sent", "sent", "sent"}), fmt.Sprint(out)
+	})
 }
 
 // Slack fails for a while (500s, then a 429 with Retry-After): every ping
@@ -903,14 +906,19 @@ func testServeE2EDeadDelivery(t *testing.T, db string) {
 	s.wa.FailNext(1, whatsapptest.MetaError(whatsapptest.CodeUndeliverable))
 	s.customer(t, "919800000071", "Priya", "wamid.dead.1", "Can I speak to someone?", e2eMonday)
 	s.waitMetric(t, `triage_outbound_deliveries_total{connector="whatsapp",result="dead"}`, 1)
-	code, body := s.do(t, http.MethodGet, "/v1/outbound/dead", e2eSupervisorToken, nil)
-	if code != http.StatusOK {
-		t.Fatalf("GET /v1/outbound/dead: %d %s", code, body)
-	}
+	// The attempt is counted when it ends, the result listed once stored.
 	var list httpapi.DeadList
-	if err := json.Unmarshal(body, &list); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, "the dead list", func() (bool, string) {
+		code, body := s.do(t, http.MethodGet, "/v1/outbound/dead", e2eSupervisorToken, nil)
+		if code != http.StatusOK {
+			t.Fatalf("GET /v1/outbound/dead: %d %s", code, body)
+		}
+		list = httpapi.DeadList{}
+		if err := json.Unmarshal(body, &list); err != nil {
+			t.Fatal(err)
+		}
+		return len(list.Dead) > 0, string(body)
+	})
 	if len(list.Dead) != 1 || list.Dead[0].Key != "wamid.dead.1/human-keyword/2" || list.Dead[0].Attempts != 1 ||
 		list.Dead[0].Conversation != waConv("919800000071") || !strings.Contains(list.Dead[0].Error, "131026") {
 		t.Fatalf("dead list: %+v", list.Dead)
