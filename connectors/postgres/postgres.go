@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +86,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Tracer != nil {
 		cfg.ConnConfig.Tracer = opts.Tracer
 	}
+	// Session settings are SET on each new connection rather than sent as
+	// startup parameters, which PgBouncer refuses ("unsupported startup
+	// parameter") for all but a few.
+	var session []string
 	if _, set := cfg.ConnConfig.RuntimeParams["enable_seqscan"]; !set {
 		// Every statement a unit of work, a claim or a result runs finds
 		// its rows by an index (TestStatementsUseIndexes). A prepared
@@ -93,8 +98,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		// ANALYZE replans it: after autovacuum saw 10% more rows, or never
 		// where autovacuum is off. BenchmarkServePostgres saw the cost of
 		// a unit grow with the number of conversations that way.
-		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+		session = append(session, "SET enable_seqscan = off")
 	}
+	cfg.AfterConnect = setSession(session)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -104,7 +110,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.ConnConfig.Host, err)
 	}
 	ocfg := cfg.Copy()
-	ocfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	ocfg.AfterConnect = setSession(slices.Concat(session, []string{"SET synchronous_commit = off"}))
 	ocfg.MaxConns = max(2, cfg.MaxConns/3)
 	outbox, err := pgxpool.NewWithConfig(ctx, ocfg)
 	if err != nil {
@@ -132,6 +138,18 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("schema %w", err)
 	}
 	return s, nil
+}
+
+// setSession returns a pgxpool AfterConnect hook that runs stmts.
+func setSession(stmts []string) func(context.Context, *pgx.Conn) error {
+	return func(ctx context.Context, c *pgx.Conn) error {
+		for _, st := range stmts {
+			if _, err := c.Exec(ctx, st); err != nil {
+				return fmt.Errorf("%s: %w", strings.ToLower(st), err)
+			}
+		}
+		return nil
+	}
 }
 
 // Pool returns the store's connection pool.
