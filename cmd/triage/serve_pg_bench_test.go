@@ -24,7 +24,8 @@ package main
 //   - pgbench: the same number of transactions from as many clients;
 //   - reply-1000/s, faq-1000/s and pgbench-1000/s: an open-loop load of
 //     1,000 per second (webhooks; transactions) for b.N of them, for the
-//     latency at that rate.
+//     latency at that rate, after a first second at that rate whose
+//     latencies are not counted (benchWarmup).
 //
 // TRIAGE_BENCH_SHARDS sets the daemon's evaluation shards (default serve's,
 // GOMAXPROCS).
@@ -101,8 +102,9 @@ func pgbenchPayloads(tb testing.TB) map[string]string {
 }
 
 // pgbenchRun runs pgbench with args on the database at url (its schema
-// in search_path) and returns its tps and every transaction's latency.
-func pgbenchRun(tb testing.TB, url string, args ...string) (tps float64, latency []time.Duration) {
+// in search_path) and returns its tps and the latency of every
+// transaction that ended more than skip after the first one did.
+func pgbenchRun(tb testing.TB, url string, skip time.Duration, args ...string) (tps float64, latency []time.Duration) {
 	tb.Helper()
 	bin, err := exec.LookPath("pgbench")
 	if err != nil {
@@ -141,6 +143,11 @@ func pgbenchRun(tb testing.TB, url string, args ...string) (tps float64, latency
 	if bytes.Contains(out, []byte("number of failed transactions: ")) && !bytes.Contains(out, []byte("number of failed transactions: 0 ")) {
 		tb.Fatalf("pgbench transactions failed:\n%s", out)
 	}
+	type sample struct {
+		end     time.Time
+		latency time.Duration
+	}
+	var samples []sample
 	logs, _ := filepath.Glob(filepath.Join(dir, "pgb.*"))
 	for _, l := range logs {
 		f, err := os.Open(l)
@@ -151,15 +158,27 @@ func pgbenchRun(tb testing.TB, url string, args ...string) (tps float64, latency
 		for sc.Scan() {
 			// client_id transaction_no time_us script_no time_epoch time_us [schedule_lag]
 			fields := strings.Fields(sc.Text())
-			if len(fields) < 3 {
+			if len(fields) < 6 {
 				continue
 			}
-			us, err := strconv.ParseInt(fields[2], 10, 64)
-			if err == nil {
-				latency = append(latency, time.Duration(us)*time.Microsecond)
+			var n [3]int64
+			for i, f := range []string{fields[2], fields[4], fields[5]} {
+				if n[i], err = strconv.ParseInt(f, 10, 64); err != nil {
+					tb.Fatalf("pgbench log line %q: %v", sc.Text(), err)
+				}
 			}
+			samples = append(samples, sample{time.Unix(n[1], n[2]*1000), time.Duration(n[0]) * time.Microsecond})
 		}
 		f.Close()
+	}
+	if len(samples) == 0 {
+		tb.Fatal("pgbench logged no transaction")
+	}
+	first := slices.MinFunc(samples, func(a, b sample) int { return a.end.Compare(b.end) }).end
+	for _, s := range samples {
+		if s.end.Sub(first) >= skip {
+			latency = append(latency, s.latency)
+		}
 	}
 	slices.Sort(latency)
 	return tps, latency
@@ -186,16 +205,31 @@ func migrated(tb testing.TB) string {
 	return url
 }
 
+// benchWarmup is how many webhooks (or pgbench transactions: as many
+// seconds' worth) an open-loop run sends at its rate before the ones it
+// measures, so that the latencies are those of a running daemon: its
+// connections to PostgreSQL opened and their statements prepared, the
+// load's HTTP connections open. pgbench is measured after its connections
+// are open too, and its first second is dropped likewise.
+const benchWarmup = 1000
+
+// rateConns is how many connections an open-loop load opens at most.
+const rateConns = 256
+
+// rateClient is the HTTP client of an open-loop load.
+func rateClient(tb testing.TB) *http.Client {
+	tr := &http.Transport{MaxIdleConns: rateConns, MaxIdleConnsPerHost: rateConns, MaxConnsPerHost: rateConns, DisableCompression: true}
+	tb.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
 // postAtRate POSTs msgs at rate per second, each on its own schedule
 // whatever the answers to earlier ones (an open loop, as Meta sends), from
-// at most 256 connections, and returns every exchange's latency from its
+// hc's connections, and returns every exchange's latency from its
 // scheduled time: a request that waited for a free connection counts the
 // wait.
-func postAtRate(tb testing.TB, url string, msgs []benchMsg, rate int) []time.Duration {
-	const conns = 256
-	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: time.Minute}
+func postAtRate(tb testing.TB, hc *http.Client, url string, msgs []benchMsg, rate int) []time.Duration {
+	const conns = rateConns
 	lat := make([]time.Duration, len(msgs))
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
@@ -270,14 +304,18 @@ func BenchmarkServePostgres(b *testing.B) {
 	}
 	atRate := func(rules, bot string) func(b *testing.B) {
 		return func(b *testing.B) {
-			msgs := benchWorkload(b, b.N)
+			msgs := benchWorkload(b, benchWarmup+b.N)
 			s := newServeStack(b, stackOptions{Rules: rules, Bot: bot, FixedClock: true, Quiet: true, Database: freshSchema, Shards: shards})
+			hc := rateClient(b)
+			warm := postAtRate(b, hc, s.URL, msgs[:benchWarmup], 1000)
+			s.waitDelivered(b, benchWarmup, 10*time.Minute)
 			b.ResetTimer()
-			lat := postAtRate(b, s.URL, msgs, 1000)
+			lat := postAtRate(b, hc, s.URL, msgs[benchWarmup:], 1000)
 			b.StopTimer()
 			b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
 			b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
 			b.ReportMetric(quantileMS(lat, 0.999), "p99.9-ms")
+			b.ReportMetric(quantileMS(warm, 0.99), "warmup-p99-ms")
 			s.waitDelivered(b, len(msgs), 10*time.Minute)
 		}
 	}
@@ -300,7 +338,7 @@ func BenchmarkServePostgres(b *testing.B) {
 	b.Run("pgbench", func(b *testing.B) {
 		url := migrated(b)
 		b.ResetTimer()
-		tps, lat := pgbenchRun(b, url, "-c", strconv.Itoa(clients), "-j", "2", "-t", strconv.Itoa(max(1, b.N/clients)))
+		tps, lat := pgbenchRun(b, url, 0, "-c", strconv.Itoa(clients), "-j", "2", "-t", strconv.Itoa(max(1, b.N/clients)))
 		b.StopTimer()
 		b.ReportMetric(tps, "tx/s")
 		b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
@@ -311,8 +349,8 @@ func BenchmarkServePostgres(b *testing.B) {
 	b.Run("pgbench-1000/s", func(b *testing.B) {
 		url := migrated(b)
 		b.ResetTimer()
-		secs := max(1, b.N/1000)
-		_, lat := pgbenchRun(b, url, "-c", strconv.Itoa(clients), "-j", "2", "-R", "1000", "-T", strconv.Itoa(secs))
+		secs := (benchWarmup + max(1000, b.N)) / 1000
+		_, lat := pgbenchRun(b, url, time.Second, "-c", strconv.Itoa(clients), "-j", "2", "-R", "1000", "-T", strconv.Itoa(secs))
 		b.StopTimer()
 		b.ReportMetric(quantileMS(lat, 0.50), "p50-ms")
 		b.ReportMetric(quantileMS(lat, 0.99), "p99-ms")
@@ -328,7 +366,10 @@ func TestPgbenchScript(t *testing.T) {
 		t.Skip("short")
 	}
 	url := migrated(t)
-	pgbenchRun(t, url, "-c", "2", "-t", "25")
+	_, lat := pgbenchRun(t, url, 0, "-c", "2", "-t", "25")
+	if len(lat) != 50 {
+		t.Errorf("%d latencies for 50 transactions", len(lat))
+	}
 	s, err := postgres.Open(context.Background(), url, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
