@@ -46,8 +46,8 @@ type Options struct {
 	// on the same shard; default GOMAXPROCS, at least 2. Evaluating is
 	// CPU work, so more shards than CPUs run no more at once, while fewer
 	// make bigger batches: with PostgreSQL a commit costs much the same
-	// for one event or sixty (BenchmarkServePostgres: 2 shards on 2 CPUs
-	// batch about 8 events a unit and beat pgbench; 4 batch 4 and do not).
+	// for one event or sixty, and serve defaults to half as many there
+	// (cmd/triage's shards has the figures).
 	Shards int
 	// QueueSize bounds the events waiting for each shard; when full,
 	// Submit refuses (the webhook answers 503 and Meta retries).

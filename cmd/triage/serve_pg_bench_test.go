@@ -27,8 +27,8 @@ package main
 //     latency at that rate, after a first second at that rate whose
 //     latencies are not counted (benchWarmup).
 //
-// TRIAGE_BENCH_SHARDS sets the daemon's evaluation shards (default serve's,
-// GOMAXPROCS).
+// TRIAGE_BENCH_SHARDS sets the daemon's evaluation shards (default serve's
+// with PostgreSQL, postgresShards).
 //
 // pgbench must be installed, and PostgreSQL reachable as connectors/
 // postgres/pgtest finds it; without them the benchmark is skipped.
@@ -45,7 +45,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -279,7 +278,7 @@ const (
 
 func BenchmarkServePostgres(b *testing.B) {
 	clients := benchEnv(b, "TRIAGE_BENCH_CLIENTS", 32)
-	shards := benchEnv(b, "TRIAGE_BENCH_SHARDS", max(2, runtime.GOMAXPROCS(0))) // serve's default
+	shards := benchEnv(b, "TRIAGE_BENCH_SHARDS", postgresShards()) // serve's default
 	pgtest.URL(b)
 	daemon := func(rules, bot string) func(b *testing.B) {
 		return func(b *testing.B) {
