@@ -355,11 +355,12 @@ func TestServeCrash(t *testing.T) {
 	}
 	fmt.Fprintf(&cfg, "bot:\n  faq: %q\n", faqPath)
 	fmt.Fprintf(&cfg, "access:\n  - {name: ops, token: %q, role: admin}\n", e2eAdminToken)
-	// A lease short enough that what the killed process held is claimed
-	// again soon after the restart. The timeout is 2 s rather than 1 s:
+	// A lease far longer than the test may take: what the killed process
+	// held is claimed again because its lease owner lock went with it,
+	// not because its leases ran out. The timeout is 2 s rather than 1 s:
 	// the Slack client paces a channel at a post a second, and an attempt
 	// includes waiting for the channel's turn.
-	cfg.WriteString("delivery:\n  workers: 8\n  attempts: 30\n  timeout: 2s\n  lease: 4s\n  backoff: 100ms\n  max_backoff: 1s\npoll: 200ms\n")
+	cfg.WriteString("delivery:\n  workers: 8\n  attempts: 30\n  timeout: 2s\n  lease: 30m\n  backoff: 100ms\n  max_backoff: 1s\npoll: 200ms\n")
 	config := filepath.Join(t.TempDir(), "triage.yaml")
 	if err := os.WriteFile(config, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,6 +73,10 @@ type Store struct {
 	// of the schema's name so that stores in different schemas of one
 	// database (tests, tenants) do not wait for each other.
 	sharedKey int64
+	// owner marks this store's outbox leases as live; reapedAt is when
+	// Claim last released the leases of stores that are gone (unix ns).
+	owner    *owner
+	reapedAt atomic.Int64
 }
 
 // Open connects to the database at url (a postgres:// URL or a DSN; pgx
@@ -130,7 +135,17 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &Store{pool: pool, outbox: outbox, results: make(chan result), quit: make(chan struct{}), written: make(chan struct{})}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	own, err := newOwner(ctx, cfg.ConnConfig.Copy(), log)
+	if err != nil {
+		pool.Close()
+		outbox.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool, outbox: outbox, results: make(chan result), quit: make(chan struct{}), written: make(chan struct{}), owner: own}
 	go s.writeResults()
 	if opts.Migrate {
 		if _, err := Migrate(ctx, pool, opts.Logger); err != nil {
@@ -175,6 +190,9 @@ func (s *Store) Close() {
 		<-s.written
 		s.pool.Close()
 		s.outbox.Close()
+		// Last: until now a delivery's result could still be written;
+		// from now on what this store leased is claimed again at once.
+		s.owner.close()
 	})
 }
 

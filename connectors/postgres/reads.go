@@ -186,12 +186,27 @@ func scanItems(rows pgx.Rows) ([]engine.OutboxItem, error) {
 	return out, rows.Err()
 }
 
+// reapEvery is how often Claim looks for leases of stores that are gone.
+const reapEvery = 2 * time.Second
+
 // Claim implements engine.Store: the oldest pending item of each order
 // key, when nothing before it of the same key is pending (delivered or
 // dead ones no longer hold it up), due, and not leased, oldest first;
 // rows another dispatcher is claiming at this moment are skipped, never
-// waited for.
+// waited for. Items leased by a store that is gone (see owner) count as
+// not leased: every reapEvery, and at a store's first claim, their
+// leases are released.
 func (s *Store) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]engine.OutboxItem, error) {
+	if !s.owner.held.Load() {
+		return nil, fmt.Errorf("claim: %w", errOwnerLost)
+	}
+	if last := s.reapedAt.Load(); time.Since(time.Unix(0, last)) >= reapEvery && s.reapedAt.CompareAndSwap(last, time.Now().UnixNano()) {
+		if n, err := s.reap(ctx, now); err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		} else if n > 0 {
+			s.owner.log.Info("released the outbox leases of a daemon that is gone", "items", n)
+		}
+	}
 	rows, err := s.outbox.Query(ctx, `WITH c AS (
 			SELECT o.id FROM outbox o
 			WHERE o.result = 'pending' AND o.due_at <= $1 AND (o.leased_until IS NULL OR o.leased_until <= $1)
@@ -204,9 +219,9 @@ func (s *Store) Claim(ctx context.Context, now time.Time, limit int, lease time.
 			ORDER BY o.id
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED)
-		UPDATE outbox o SET leased_until = $3, attempts = o.attempts + 1 FROM c WHERE o.id = c.id
+		UPDATE outbox o SET leased_until = $3, leased_by = $4, attempts = o.attempts + 1 FROM c WHERE o.id = c.id
 		RETURNING o.id, o.conversation_id, o.order_key, o.key, o.kind, o.contact_id, o.params, o.decided_at, o.asked_by,
-			o.result, o.attempts, o.due_at, o.error, o.done_at`, now, limit, now.Add(lease))
+			o.result, o.attempts, o.due_at, o.error, o.done_at`, now, limit, now.Add(lease), s.owner.key)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -217,6 +232,26 @@ func (s *Store) Claim(ctx context.Context, now time.Time, limit int, lease time.
 	}
 	sortItems(items)
 	return items, nil
+}
+
+// reap releases the leases, current at now, of stores whose owner lock no
+// session holds: their daemon was killed, or lost its database for good.
+// It returns how many it released. An attempt such a daemon may still
+// finish is fenced out by the attempt number, as after a lease runs out.
+func (s *Store) reap(ctx context.Context, now time.Time) (int64, error) {
+	// The try-locks run once per distinct owner (an InitPlan); each one
+	// taken is held until this statement's transaction ends, so two
+	// stores never release the same owner's leases at once, and a store
+	// taking its lock again waits for this to commit.
+	tag, err := s.outbox.Exec(ctx, `UPDATE outbox SET leased_until = NULL, leased_by = NULL
+		WHERE result = 'pending' AND leased_until > $1 AND leased_by = ANY(ARRAY(
+			SELECT d.k FROM (SELECT DISTINCT leased_by AS k FROM outbox
+				WHERE result = 'pending' AND leased_until > $1 AND leased_by <> $2) AS d
+			WHERE pg_try_advisory_xact_lock(d.k)))`, now, s.owner.key)
+	if err != nil {
+		return 0, fmt.Errorf("release the leases of stores that are gone: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 func sortItems(items []engine.OutboxItem) {
