@@ -35,6 +35,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/triage-dev/triage/connectors/postgres"
 	"github.com/triage-dev/triage/connectors/postgres/pgtest"
 	"github.com/triage-dev/triage/connectors/slack/slacktest"
 	"github.com/triage-dev/triage/connectors/whatsapp"
@@ -150,12 +151,14 @@ func (p *serveProcess) waitReady(t *testing.T) {
 // openPool connects the test itself to the daemons' schema.
 func openPool(t *testing.T, url string) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), url)
+	// Through the store, which connects as the daemon does (its URL's
+	// settings applied after connecting, as PgBouncer needs).
+	s, err := postgres.Open(context.Background(), url, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	return pool
+	t.Cleanup(s.Close)
+	return s.Pool()
 }
 
 // countBy runs a query of (text, count) rows into a map.

@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ownerPing is how often the owner's connection is checked, and how soon
-// a lost one is replaced.
+// ownerPing is how often the owner's lock is checked, and how soon a lost
+// one is taken again.
 const ownerPing = 2 * time.Second
 
 // errOwnerLost refuses claims while the store does not hold its owner
@@ -35,9 +35,12 @@ type owner struct {
 	log  *slog.Logger
 	held atomic.Bool
 	pid  atomic.Uint32 // the lock's backend, for tests
-	quit chan struct{}
-	done chan struct{}
-	stop sync.Once
+	// ctx ends when the store closes, so that a lock being waited for is
+	// given up.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	stop   sync.Once
 }
 
 // newOwner takes the lock with a fresh key and keeps it until close.
@@ -46,9 +49,11 @@ func newOwner(ctx context.Context, cfg *pgx.ConnConfig, log *slog.Logger) (*owne
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("lease owner key: %w", err)
 	}
-	o := &owner{key: int64(binary.LittleEndian.Uint64(b[:]) >> 1), cfg: cfg, log: log, quit: make(chan struct{}), done: make(chan struct{})}
+	o := &owner{key: int64(binary.LittleEndian.Uint64(b[:]) >> 1), cfg: cfg, log: log, done: make(chan struct{})}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
 	conn, err := o.lock(ctx)
 	if err != nil {
+		o.cancel()
 		return nil, err
 	}
 	go o.keep(conn)
@@ -65,11 +70,14 @@ func (o *owner) lock(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lease owner connection: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, o.key); err != nil {
+	// The backend's own pid: behind PgBouncer, the connection's is
+	// PgBouncer's.
+	var pid uint32
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock($1)) AS l`, o.key).Scan(&pid); err != nil {
 		_ = conn.Close(context.Background())
 		return nil, fmt.Errorf("lease owner lock: %w", err)
 	}
-	o.pid.Store(conn.PgConn().PID())
+	o.pid.Store(pid)
 	o.held.Store(true)
 	return conn, nil
 }
@@ -82,7 +90,7 @@ func (o *owner) keep(conn *pgx.Conn) {
 	defer t.Stop()
 	for {
 		select {
-		case <-o.quit:
+		case <-o.ctx.Done():
 			if conn != nil {
 				_ = conn.Close(context.Background())
 			}
@@ -90,18 +98,22 @@ func (o *owner) keep(conn *pgx.Conn) {
 		case <-t.C:
 		}
 		if conn != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), ownerPing)
-			err := conn.Ping(ctx)
-			cancel()
+			err := o.check(conn)
 			if err == nil {
 				continue
 			}
 			o.held.Store(false)
-			o.log.Warn("lost the database connection that marks this daemon's outbox leases as live; claims wait until it is back", "error", err)
+			o.log.Warn("lost the lock that marks this daemon's outbox leases as live; claims wait until it is taken again", "error", err)
 			_ = conn.Close(context.Background())
 			conn = nil
 		}
-		c, err := o.lock(context.Background())
+		c, err := o.lock(o.ctx)
+		if o.ctx.Err() != nil {
+			if c != nil {
+				_ = c.Close(context.Background())
+			}
+			return
+		}
 		if err != nil {
 			o.log.Warn("taking the outbox lease owner lock again failed; retrying", "in", ownerPing, "error", err)
 			continue
@@ -111,9 +123,24 @@ func (o *owner) keep(conn *pgx.Conn) {
 	}
 }
 
+// check asks whether the connection's backend still holds the lock,
+// rather than whether the connection answers: a pooler in front of
+// PostgreSQL may answer on another backend than the one that took it.
+func (o *owner) check(conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ownerPing)
+	defer cancel()
+	var held bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+		AND granted AND objsubid = 1 AND classid::bigint = $1::bigint >> 32 AND objid::bigint = $1::bigint & 4294967295)`, o.key).Scan(&held)
+	if err == nil && !held {
+		err = errors.New("the session no longer holds the lock")
+	}
+	return err
+}
+
 func (o *owner) close() {
 	o.stop.Do(func() {
-		close(o.quit)
+		o.cancel()
 		<-o.done
 		o.held.Store(false)
 	})

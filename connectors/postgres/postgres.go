@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -103,11 +104,18 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Tracer != nil {
 		cfg.ConnConfig.Tracer = opts.Tracer
 	}
-	// Session settings are SET on each new connection rather than sent as
-	// startup parameters, which PgBouncer refuses ("unsupported startup
-	// parameter") for all but a few.
-	var session []string
-	if _, set := cfg.ConnConfig.RuntimeParams["enable_seqscan"]; !set {
+	// Session settings are set on each new connection rather than sent
+	// as startup parameters, which PgBouncer refuses ("unsupported
+	// startup parameter") for all but a few: the daemon's own, and those
+	// of the URL (search_path, say) but the ones PgBouncer takes.
+	var session []setting
+	for _, name := range slices.Sorted(maps.Keys(cfg.ConnConfig.RuntimeParams)) {
+		if !startupParams[name] {
+			session = append(session, setting{name, cfg.ConnConfig.RuntimeParams[name]})
+			delete(cfg.ConnConfig.RuntimeParams, name)
+		}
+	}
+	if !slices.ContainsFunc(session, func(st setting) bool { return st.name == "enable_seqscan" }) {
 		// Every statement a unit of work, a claim or a result runs finds
 		// its rows by an index (TestStatementsUseIndexes). A prepared
 		// statement's plan is cached, though, and one made while a table
@@ -115,7 +123,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		// ANALYZE replans it: after autovacuum saw 10% more rows, or never
 		// where autovacuum is off. BenchmarkServePostgres saw the cost of
 		// a unit grow with the number of conversations that way.
-		session = append(session, "SET enable_seqscan = off")
+		session = append(session, setting{"enable_seqscan", "off"})
 	}
 	cfg.AfterConnect = setSession(session)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -127,7 +135,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.ConnConfig.Host, err)
 	}
 	ocfg := cfg.Copy()
-	ocfg.AfterConnect = setSession(slices.Concat(session, []string{"SET synchronous_commit = off"}))
+	ocfg.AfterConnect = setSession(slices.Concat(session, []setting{{"synchronous_commit", "off"}}))
 	ocfg.MaxConns = max(2, cfg.MaxConns/3)
 	ocfg.MinConns = min(2, cfg.MinConns, ocfg.MaxConns) // a claim and a result write
 	outbox, err := pgxpool.NewWithConfig(ctx, ocfg)
@@ -168,12 +176,21 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// setSession returns a pgxpool AfterConnect hook that runs stmts.
-func setSession(stmts []string) func(context.Context, *pgx.Conn) error {
+// startupParams are the runtime parameters PgBouncer accepts in a
+// connection's startup packet (and tracks per client); any other is set
+// after connecting.
+var startupParams = map[string]bool{"application_name": true, "client_encoding": true, "datestyle": true, "timezone": true, "standard_conforming_strings": true}
+
+// setting is a session setting: a run-time parameter and its value.
+type setting struct{ name, value string }
+
+// setSession returns a pgxpool AfterConnect hook that applies settings
+// for the session, in order.
+func setSession(settings []setting) func(context.Context, *pgx.Conn) error {
 	return func(ctx context.Context, c *pgx.Conn) error {
-		for _, st := range stmts {
-			if _, err := c.Exec(ctx, st); err != nil {
-				return fmt.Errorf("%s: %w", strings.ToLower(st), err)
+		for _, st := range settings {
+			if _, err := c.Exec(ctx, `SELECT set_config($1, $2, false)`, st.name, st.value); err != nil {
+				return fmt.Errorf("set %s: %w", st.name, err)
 			}
 		}
 		return nil
