@@ -332,7 +332,10 @@ func (s *MemoryStore) Conversations(_ context.Context, f ConversationFilter) ([]
 	sort.Strings(ids)
 	out := []schemas.Conversation{}
 	for _, id := range ids {
-		if c := s.convs[id]; f.Match(&c.Conversation) {
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+		if c := s.convs[id]; id > f.After && f.Match(&c.Conversation) {
 			out = append(out, c.Clone().Conversation)
 		}
 	}

@@ -187,6 +187,10 @@ type ConversationFilter struct {
 	Assignee string
 	Teams    []string
 	Agent    string
+	// After and Limit page the list, which is in id order: only ids
+	// after After, at most Limit of them (0: all).
+	After string
+	Limit int
 }
 
 // Match reports whether f selects c.

@@ -615,7 +615,8 @@ func (s *Server) Conversation(ctx context.Context, id string) (httpapi.Conversat
 
 // Conversations lists conversations matching f.
 func (s *Server) Conversations(ctx context.Context, f httpapi.Filter) ([]httpapi.ConversationSummary, error) {
-	list, err := s.store.Conversations(ctx, engine.ConversationFilter{Status: f.Status, Team: f.Team, Assignee: f.Assignee, Teams: f.Teams, Agent: f.Agent})
+	list, err := s.store.Conversations(ctx, engine.ConversationFilter{Status: f.Status, Team: f.Team, Assignee: f.Assignee, Teams: f.Teams, Agent: f.Agent,
+		After: f.After, Limit: f.Limit})
 	if err != nil {
 		return nil, err
 	}

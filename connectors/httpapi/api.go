@@ -215,21 +215,38 @@ func (s *Server) getConversation(w http.ResponseWriter, r *http.Request, p *prin
 	writeJSON(w, http.StatusOK, view)
 }
 
-// ConversationList is the answer of GET /v1/conversations.
+// ConversationList is the answer of GET /v1/conversations. Next, when
+// set, is the after= of the next page.
 type ConversationList struct {
 	Conversations []ConversationSummary `json:"conversations"`
+	Next          string                `json:"next,omitempty"`
 }
 
-// listConversations serves GET /v1/conversations?status=&team=&assignee=.
-// An agent sees only the conversations assigned to it and those waiting
-// in its teams.
+// MaxConversationPage is how many conversations GET /v1/conversations
+// answers with at most, and by default.
+const MaxConversationPage = 1000
+
+// listConversations serves
+// GET /v1/conversations?status=&team=&assignee=&after=&limit=, in id
+// order, a page at a time. An agent sees only the conversations assigned
+// to it and those waiting in its teams.
 func (s *Server) listConversations(w http.ResponseWriter, r *http.Request, p *principal) {
 	q := r.URL.Query()
-	f := Filter{Status: q.Get("status"), Team: q.Get("team"), Assignee: q.Get("assignee")}
+	f := Filter{Status: q.Get("status"), Team: q.Get("team"), Assignee: q.Get("assignee"), After: q.Get("after")}
 	if f.Status != "" && !slices.Contains(schemas.Statuses, f.Status) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("status %q: want %s", f.Status, strings.Join(schemas.Statuses, ", ")))
 		return
 	}
+	limit := MaxConversationPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxConversationPage {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to %d", v, MaxConversationPage))
+			return
+		}
+		limit = n
+	}
+	f.Limit = limit + 1 // one more than the page: is there a next one?
 	if !p.seesAll() {
 		f.Teams = append([]string{}, p.teams...)
 		f.Agent = p.agent
@@ -238,6 +255,11 @@ func (s *Server) listConversations(w http.ResponseWriter, r *http.Request, p *pr
 	if err != nil {
 		s.internal(r.Context(), w, "list conversations", err)
 		return
+	}
+	var next string
+	if len(list) > limit {
+		list = list[:limit]
+		next = list[limit-1].ID
 	}
 	out := make([]ConversationSummary, 0, len(list))
 	for _, c := range list {
@@ -248,7 +270,7 @@ func (s *Server) listConversations(w http.ResponseWriter, r *http.Request, p *pr
 			out = append(out, c)
 		}
 	}
-	writeJSON(w, http.StatusOK, ConversationList{Conversations: out})
+	writeJSON(w, http.StatusOK, ConversationList{Conversations: out, Next: next})
 }
 
 // listDead serves GET /v1/outbound/dead?limit=N (default 100, at most

@@ -373,11 +373,11 @@ func TestListConversations(t *testing.T) {
 		filter Filter
 		ids    []string
 	}{
-		{"agent", tokAnita, "", Filter{Teams: []string{"support", "vip"}, Agent: "anita"}, []string{"own", "team-waiting"}},
+		{"agent", tokAnita, "", Filter{Teams: []string{"support", "vip"}, Agent: "anita", Limit: 1001}, []string{"own", "team-waiting"}},
 		{"agent with query", tokAnita, "?status=open&team=support&assignee=bob",
-			Filter{Status: "open", Team: "support", Assignee: "bob", Teams: []string{"support", "vip"}, Agent: "anita"}, []string{"own", "team-waiting"}},
-		{"supervisor", tokSupervisor, "?status=pending&team=support", Filter{Status: "pending", Team: "support"}, []string{"own", "team-waiting", "team-bobs", "other-queue"}},
-		{"admin", tokAdmin, "?assignee=bob", Filter{Assignee: "bob"}, []string{"own", "team-waiting", "team-bobs", "other-queue"}},
+			Filter{Status: "open", Team: "support", Assignee: "bob", Teams: []string{"support", "vip"}, Agent: "anita", Limit: 1001}, []string{"own", "team-waiting"}},
+		{"supervisor", tokSupervisor, "?status=pending&team=support", Filter{Status: "pending", Team: "support", Limit: 1001}, []string{"own", "team-waiting", "team-bobs", "other-queue"}},
+		{"admin", tokAdmin, "?assignee=bob", Filter{Assignee: "bob", Limit: 1001}, []string{"own", "team-waiting", "team-bobs", "other-queue"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -411,6 +411,56 @@ func TestListConversations(t *testing.T) {
 		ts.call("GET", "/v1/conversations", "tok-solo-0123456789", "")
 		if f := ts.b.filters[0]; f.Teams == nil || len(f.Teams) != 0 || f.Agent != "solo" {
 			t.Errorf("filter = %#v, want non-nil empty Teams (an agent's view) and Agent solo", f)
+		}
+	})
+
+	t.Run("pages", func(t *testing.T) {
+		page := func(ids ...string) []ConversationSummary {
+			var out []ConversationSummary
+			for _, id := range ids {
+				out = append(out, ConversationSummary{Conversation: schemas.Conversation{ID: id, Status: schemas.StatusOpen}})
+			}
+			return out
+		}
+		for _, tc := range []struct {
+			query  string
+			filter Filter
+			ids    []string
+			next   string
+		}{
+			{"?limit=2", Filter{Limit: 3}, []string{"c1", "c2"}, "c2"},
+			{"?limit=2&after=c2", Filter{After: "c2", Limit: 3}, []string{"c3", "c4"}, ""},
+			{"?limit=1&after=c3", Filter{After: "c3", Limit: 2}, []string{"c4"}, ""},
+			{"?limit=3", Filter{Limit: 4}, []string{"c1", "c2", "c3"}, "c3"},
+			{"?limit=4", Filter{Limit: 5}, []string{"c1", "c2", "c3", "c4"}, ""},
+			{"?after=c4", Filter{After: "c4", Limit: 1001}, nil, ""},
+		} {
+			ts := newTestServer(t, nil)
+			ts.b.list = page("c1", "c2", "c3", "c4")
+			w := ts.call("GET", "/v1/conversations"+tc.query, tokAdmin, "")
+			if w.Code != 200 {
+				t.Fatalf("%s: code = %d (body %q)", tc.query, w.Code, w.Body.String())
+			}
+			if !reflect.DeepEqual(ts.b.filters, []Filter{tc.filter}) {
+				t.Errorf("%s: filter = %+v, want %+v", tc.query, ts.b.filters, tc.filter)
+			}
+			var got ConversationList
+			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, c := range got.Conversations {
+				ids = append(ids, c.ID)
+			}
+			if !reflect.DeepEqual(ids, tc.ids) || got.Next != tc.next {
+				t.Errorf("%s: ids %v next %q, want %v next %q", tc.query, ids, got.Next, tc.ids, tc.next)
+			}
+		}
+		for _, bad := range []string{"?limit=0", "?limit=1001", "?limit=ten", "?limit=-1"} {
+			ts := newTestServer(t, nil)
+			if w := ts.call("GET", "/v1/conversations"+bad, tokAdmin, ""); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "limit") {
+				t.Errorf("%s: %d %s, want 400 naming limit", bad, w.Code, w.Body.String())
+			}
 		}
 	})
 

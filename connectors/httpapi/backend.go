@@ -60,6 +60,10 @@ type Filter struct {
 	Assignee string
 	Teams    []string
 	Agent    string
+	// After and Limit page the list, in id order: ids after After, at
+	// most Limit of them.
+	After string
+	Limit int
 }
 
 // ConversationSummary is one row of a conversation list.

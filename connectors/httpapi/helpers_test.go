@@ -114,7 +114,13 @@ func (f *fakeBackend) Conversations(ctx context.Context, flt Filter) ([]Conversa
 	if f.convErr != nil {
 		return nil, f.convErr
 	}
-	return slices.Clone(f.list), nil
+	var out []ConversationSummary
+	for _, c := range f.list {
+		if c.ID > flt.After && (flt.Limit == 0 || len(out) < flt.Limit) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeBackend) Rules(ctx context.Context) RulesStatus {

@@ -47,8 +47,9 @@ func (s *statements) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEnd
 var growing = []string{"conversations", "contacts", "events", "decisions", "messages", "statuses", "outbox"}
 
 // wholeTableReads are the statements allowed to scan a growing table:
-// none runs per event. The API's conversation list reads every
-// conversation its filters match, and its filters are optional.
+// none runs per event. The API's conversation list reads the
+// conversations its filters match, a page (at most 1,001) at a time, and
+// its filters are optional.
 var wholeTableReads = []*regexp.Regexp{
 	regexp.MustCompile(`^SELECT state FROM conversations\s+WHERE state IS NOT NULL AND \(\$1 = '' OR status = \$1\)`),
 }

@@ -106,8 +106,8 @@ func (s *Store) Conversations(ctx context.Context, f engine.ConversationFilter) 
 	}
 	err := queryRows(ctx, s.pool, `SELECT state FROM conversations
 		WHERE state IS NOT NULL AND ($1 = '' OR status = $1) AND ($2 = '' OR team = $2) AND ($3 = '' OR assignee = $3)
-			AND (NOT $4 OR ($5 <> '' AND assignee = $5) OR (assignee = '' AND team = ANY($6)))
-		ORDER BY id`, []any{f.Status, f.Team, f.Assignee, agentView, f.Agent, teams}, func(rows pgx.Rows) error {
+			AND (NOT $4 OR ($5 <> '' AND assignee = $5) OR (assignee = '' AND team = ANY($6))) AND id > $7
+		ORDER BY id LIMIT CASE WHEN $8::int > 0 THEN $8::int END`, []any{f.Status, f.Team, f.Assignee, agentView, f.Agent, teams, f.After, f.Limit}, func(rows pgx.Rows) error {
 		var state []byte
 		if err := rows.Scan(&state); err != nil {
 			return err

@@ -2177,12 +2177,19 @@ func (su suite) reads(t *testing.T) {
 			{"agent view of two teams", engine.ConversationFilter{Teams: []string{"support", "billing"}}, []string{"c2", "c5", "c7"}},
 			{"agent view of no team", engine.ConversationFilter{Teams: []string{}, Agent: "a1"}, []string{"c10", "c4"}},
 			{"agent view and status", engine.ConversationFilter{Status: schemas.StatusOpen, Teams: []string{"billing"}, Agent: "a1"}, []string{"c10", "c5"}},
+			{"first page", engine.ConversationFilter{Limit: 3}, []string{"c10", "c2", "c3"}},
+			{"next page", engine.ConversationFilter{After: "c3", Limit: 3}, []string{"c4", "c5", "c6"}},
+			{"last page", engine.ConversationFilter{After: "c6", Limit: 3}, []string{"c7"}},
+			{"after the last", engine.ConversationFilter{After: "c7"}, []string{}},
+			{"after an id that is not there", engine.ConversationFilter{After: "c35"}, []string{"c4", "c5", "c6", "c7"}},
+			{"page of a filter", engine.ConversationFilter{Status: schemas.StatusOpen, After: "c10", Limit: 2}, []string{"c2", "c5"}},
+			{"page of an agent view", engine.ConversationFilter{Teams: []string{"support"}, Agent: "a2", After: "c2", Limit: 1}, []string{"c3"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				got := list(t, s, tc.f)
 				wantStrings(t, "Conversations", ids(got), tc.want)
 				for _, c := range got {
-					if !tc.f.Match(&c) {
+					if !tc.f.Match(&c) || c.ID <= tc.f.After {
 						t.Fatalf("%+v does not match %+v", c, tc.f)
 					}
 				}
