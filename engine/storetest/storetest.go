@@ -1051,6 +1051,8 @@ func (su suite) shared(t *testing.T) {
 			{Name: "support", LastGiven: "a1", Queue: []engine.QueueEntry{
 				{Conversation: "c7", Since: t0, Request: actions.AssignRequest{Team: "support", Skills: []string{"refunds"}, Language: "en"}},
 				{Conversation: "c8", Since: at(time.Second), Request: actions.AssignRequest{Team: "support"}},
+				// The same request as c7's: read back as its own.
+				{Conversation: "c9", Since: at(2 * time.Second), Request: actions.AssignRequest{Team: "support", Skills: []string{"refunds"}, Language: "en"}},
 			}},
 		}
 		tx := begin(t, s, nil)
@@ -1068,7 +1070,15 @@ func (su suite) shared(t *testing.T) {
 		gotAgents, gotTeams := sharedState(t, s)
 		wantCanon(t, "agents", gotAgents, agents)
 		wantEach(t, "teams", gotTeams, teams)
-		wantQueues(t, s, map[string]int{"support": 2})
+		wantQueues(t, s, map[string]int{"support": 3})
+		for _, ts := range gotTeams {
+			if ts.Name == "support" && len(ts.Queue) == 3 {
+				ts.Queue[0].Request.Skills[0] = "changed"
+				if got := ts.Queue[2].Request.Skills; got[0] != "refunds" {
+					t.Errorf("changing one queue entry's skills changed another's: %v", got)
+				}
+			}
+		}
 
 		tx = begin(t, s, nil)
 		if sh, err = tx.Shared(); err != nil {
@@ -1080,7 +1090,7 @@ func (su suite) shared(t *testing.T) {
 		gotAgents, gotTeams = sharedState(t, s)
 		wantCanon(t, "agents after rollback", gotAgents, agents)
 		wantEach(t, "teams after rollback", gotTeams, teams)
-		wantQueues(t, s, map[string]int{"support": 2})
+		wantQueues(t, s, map[string]int{"support": 3})
 	})
 	t.Run("concurrent assignments keep open counts exact", func(t *testing.T) {
 		s := su.store(t)
