@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/triage-dev/triage/actions"
 	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/schemas"
 )
@@ -324,7 +323,7 @@ func (u *unit) Shared() (*engine.Shared, error) {
 	// A queue's requests come from a rule set's few assign actions, so
 	// most are the same bytes: each is decoded once per read of the
 	// queue, which is the cost of an assignment that grows with it.
-	decoded := map[string]actions.AssignRequest{}
+	decoded := map[string]engine.QueueEntry{} // by request: its Request
 	b.Queue(`SELECT team, conversation_id, since, request FROM queue_entries ORDER BY team, seq`).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var team string
@@ -333,13 +332,13 @@ func (u *unit) Shared() (*engine.Shared, error) {
 			if err := rows.Scan(&team, &e.Conversation, &e.Since, &req); err != nil {
 				return err
 			}
-			if r, ok := decoded[string(req)]; ok {
-				e.Request = r
-				e.Request.Skills = slices.Clone(r.Skills)
+			if d, ok := decoded[string(req)]; ok {
+				e.Request = d.Request
+				e.Request.Skills = slices.Clone(d.Request.Skills)
 			} else if err := json.Unmarshal(req, &e.Request); err != nil {
 				return fmt.Errorf("queue entry of %s: %w", e.Conversation, err)
 			} else {
-				decoded[string(req)] = e.Request
+				decoded[string(req)] = engine.QueueEntry{Request: e.Request}
 				e.Request.Skills = slices.Clone(e.Request.Skills)
 			}
 			e.Since = e.Since.UTC()
