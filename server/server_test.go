@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -463,5 +464,26 @@ func TestConversationsEvaluateInParallel(t *testing.T) {
 	// (The bot's answer may follow its first decision by now.)
 	if v, ok, _ := srv.Conversation(ctx, "slow"); !ok || len(v.Decisions) == 0 || v.Decisions[0].Event.ID != "s1" {
 		t.Fatalf("the held conversation was not evaluated after its release: %+v", v)
+	}
+}
+
+func TestDefaultShards(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, c := range []struct {
+		procs      int
+		memory, pg int
+	}{
+		{1, 2, 1},
+		{2, 2, 1},
+		{3, 3, 1},
+		{8, 8, 4},
+	} {
+		runtime.GOMAXPROCS(c.procs)
+		if got := server.DefaultShards(true); got != c.memory {
+			t.Errorf("%d CPUs, memory store: %d shards, want %d", c.procs, got, c.memory)
+		}
+		if got := server.DefaultShards(false); got != c.pg {
+			t.Errorf("%d CPUs, PostgreSQL: %d shards, want %d", c.procs, got, c.pg)
+		}
 	}
 }

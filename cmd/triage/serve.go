@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -403,7 +402,7 @@ func newDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger, errw io.W
 	apiCfg.Registry, apiCfg.Gatherer = d.reg, d.reg
 	d.srv, err = server.New(server.Options{
 		Holder: holder, Store: d.store, Senders: senders, Registry: d.reg, Logger: log, Now: sm.now, Poll: poll, Retry: retry,
-		Shards: shards(&cfg), MaxBatch: cfg.Evaluation.MaxBatch,
+		Shards: cfg.Evaluation.Shards, MaxBatch: cfg.Evaluation.MaxBatch,
 		Workers: cfg.Delivery.Workers, MaxPending: cfg.Delivery.MaxPending,
 	})
 	if err != nil {
@@ -417,28 +416,6 @@ func newDaemon(ctx context.Context, cfg serveConfig, log *slog.Logger, errw io.W
 	}
 	return d, nil
 }
-
-// shards is the daemon's number of evaluation shards: the configured one,
-// else server's default (GOMAXPROCS, at least 2) with the memory store,
-// where a shard is bound by evaluation, a CPU's work, and half the CPUs,
-// at least 1, with PostgreSQL, where a shard mostly waits for its round
-// trips while the next events gather: fewer shards make bigger batches,
-// and each commit costs about the same for one event or sixty.
-// BenchmarkServePostgres on 2 CPUs, with PostgreSQL on the same machine:
-// 1 shard batched 16 events a unit at full load against 2 shards' 8, at
-// the same throughput, and at 1,000 webhooks/s had a p99 of 30-35 ms
-// against 38-59 ms. A shard waiting for a conversation another replica
-// holds holds up the events behind it, so more shards also shorten such
-// waits; set evaluation.shards where replicas often share conversations.
-func shards(cfg *serveConfig) int {
-	if cfg.Evaluation.Shards > 0 || cfg.Database == "" {
-		return cfg.Evaluation.Shards
-	}
-	return postgresShards()
-}
-
-// postgresShards is the default number of shards with PostgreSQL.
-func postgresShards() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // outboundHTTP is the WhatsApp connector's HTTP client. The dispatcher
 // sends from several goroutines at once (server.Options.Workers, 8 by

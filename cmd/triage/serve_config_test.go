@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -54,29 +53,5 @@ access:
 	cfg, unset, err = loadServeConfig(write("db.yaml", "database: ${TRIAGE_T_NOT_SET}  # empty: state in memory\n"))
 	if err != nil || cfg.Database != "" || len(unset) != 1 || unset[0] != "TRIAGE_T_NOT_SET" {
 		t.Errorf("unset variable: %+v %v %v", cfg, unset, err)
-	}
-}
-
-func TestShardsDefault(t *testing.T) {
-	half := max(1, runtime.GOMAXPROCS(0)/2)
-	for _, c := range []struct {
-		name     string
-		database string
-		shards   int
-		want     int
-	}{
-		{"memory store: server's default", "", 0, 0},
-		{"memory store, configured", "", 3, 3},
-		{"postgres: half the CPUs", "postgres://db/triage", 0, half},
-		{"postgres, configured", "postgres://db/triage", 5, 5},
-	} {
-		cfg := &serveConfig{Database: c.database, Evaluation: evaluationConfig{Shards: c.shards}}
-		if got := shards(cfg); got != c.want {
-			t.Errorf("%s: %d shards, want %d", c.name, got, c.want)
-		}
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	if got := postgresShards(); got != 1 {
-		t.Errorf("one CPU: %d shards with postgres, want 1", got)
 	}
 }

@@ -28,7 +28,7 @@ package main
 //     latencies are not counted (benchWarmup).
 //
 // TRIAGE_BENCH_SHARDS sets the daemon's evaluation shards (default serve's
-// with PostgreSQL, postgresShards).
+// with PostgreSQL, server.DefaultShards).
 //
 // pgbench must be installed, and PostgreSQL reachable as connectors/
 // postgres/pgtest finds it; without them the benchmark is skipped.
@@ -58,6 +58,7 @@ import (
 	"github.com/triage-dev/triage/engine"
 	"github.com/triage-dev/triage/rules"
 	"github.com/triage-dev/triage/schemas"
+	"github.com/triage-dev/triage/server"
 )
 
 // pgbenchScript is one event's transaction. Conversations are drawn from
@@ -278,7 +279,7 @@ const (
 
 func BenchmarkServePostgres(b *testing.B) {
 	clients := benchEnv(b, "TRIAGE_BENCH_CLIENTS", 32)
-	shards := benchEnv(b, "TRIAGE_BENCH_SHARDS", postgresShards()) // serve's default
+	shards := benchEnv(b, "TRIAGE_BENCH_SHARDS", server.DefaultShards(false)) // serve's default
 	pgtest.URL(b)
 	daemon := func(rules, bot string) func(b *testing.B) {
 		return func(b *testing.B) {

@@ -390,16 +390,9 @@ func TestListConversations(t *testing.T) {
 			if len(ts.b.filters) != 1 || !reflect.DeepEqual(ts.b.filters[0], tt.filter) {
 				t.Errorf("filter = %+v, want %+v", ts.b.filters, tt.filter)
 			}
-			var got ConversationList
-			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
-				t.Fatal(err)
-			}
-			var ids []string
-			for _, c := range got.Conversations {
-				ids = append(ids, c.ID)
-			}
-			if !reflect.DeepEqual(ids, tt.ids) {
-				t.Errorf("ids = %v, want %v", ids, tt.ids)
+			ids, next := listed(t, w.Body.Bytes())
+			if !reflect.DeepEqual(ids, tt.ids) || next != "" {
+				t.Errorf("ids = %v next %q, want %v and no next page", ids, next, tt.ids)
 			}
 		})
 	}
@@ -444,16 +437,9 @@ func TestListConversations(t *testing.T) {
 			if !reflect.DeepEqual(ts.b.filters, []Filter{tc.filter}) {
 				t.Errorf("%s: filter = %+v, want %+v", tc.query, ts.b.filters, tc.filter)
 			}
-			var got ConversationList
-			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
-				t.Fatal(err)
-			}
-			var ids []string
-			for _, c := range got.Conversations {
-				ids = append(ids, c.ID)
-			}
-			if !reflect.DeepEqual(ids, tc.ids) || got.Next != tc.next {
-				t.Errorf("%s: ids %v next %q, want %v next %q", tc.query, ids, got.Next, tc.ids, tc.next)
+			ids, next := listed(t, w.Body.Bytes())
+			if !reflect.DeepEqual(ids, tc.ids) || next != tc.next {
+				t.Errorf("%s: ids %v next %q, want %v next %q", tc.query, ids, next, tc.ids, tc.next)
 			}
 		}
 		for _, bad := range []string{"?limit=0", "?limit=1001", "?limit=ten", "?limit=-1"} {
@@ -615,4 +601,17 @@ func TestDeadDeliveries(t *testing.T) {
 	if w := ts.call("GET", "/v1/outbound/dead", tokAdmin, ""); strings.TrimSpace(w.Body.String()) != `{"dead":[]}` || ts.b.deadLimit != 100 {
 		t.Errorf("none dead: %s (limit %d)", w.Body.String(), ts.b.deadLimit)
 	}
+}
+
+// listed decodes a GET /v1/conversations answer: its ids and next.
+func listed(t *testing.T, body []byte) (ids []string, next string) {
+	t.Helper()
+	var got ConversationList
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range got.Conversations {
+		ids = append(ids, c.ID)
+	}
+	return ids, got.Next
 }

@@ -323,7 +323,7 @@ func (u *unit) Shared() (*engine.Shared, error) {
 	// A queue's requests come from a rule set's few assign actions, so
 	// most are the same bytes: each is decoded once per read of the
 	// queue, which is the cost of an assignment that grows with it.
-	decoded := map[string]engine.QueueEntry{} // by request: its Request
+	decoded := map[string]engine.QueueEntry{} // its Request, by the request's bytes
 	b.Queue(`SELECT team, conversation_id, since, request FROM queue_entries ORDER BY team, seq`).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var team string
@@ -332,15 +332,15 @@ func (u *unit) Shared() (*engine.Shared, error) {
 			if err := rows.Scan(&team, &e.Conversation, &e.Since, &req); err != nil {
 				return err
 			}
-			if d, ok := decoded[string(req)]; ok {
-				e.Request = d.Request
-				e.Request.Skills = slices.Clone(d.Request.Skills)
-			} else if err := json.Unmarshal(req, &e.Request); err != nil {
-				return fmt.Errorf("queue entry of %s: %w", e.Conversation, err)
-			} else {
-				decoded[string(req)] = engine.QueueEntry{Request: e.Request}
-				e.Request.Skills = slices.Clone(e.Request.Skills)
+			d, ok := decoded[string(req)]
+			if !ok {
+				if err := json.Unmarshal(req, &d.Request); err != nil {
+					return fmt.Errorf("queue entry of %s: %w", e.Conversation, err)
+				}
+				decoded[string(req)] = d
 			}
+			e.Request = d.Request
+			e.Request.Skills = slices.Clone(d.Request.Skills) // each entry its own
 			e.Since = e.Since.UTC()
 			queues[team] = append(queues[team], e)
 		}
